@@ -1,0 +1,58 @@
+# The embedded synthetic CXR benchmark (docs/synthetic_benchmark.md): generated from a seed
+# and cached under `data/synthetic_cxr`. Pretraining on the `pretrain` split in the
+# limited-pairing setting; evaluation on a 5-class retrieval / zero-shot set (like
+# MIMIC-5x200) and a grounding set with boxes (like MS-CXR).
+synthetic_root = 'data/synthetic_cxr'
+synthetic = dict(type='SyntheticCXRDataset', cache_dir=synthetic_root, seed=0,
+                 image_size=64, num_studies=2000)
+pair_ratio = 1.0
+pair_seed = 0
+
+train_pipeline = [
+    dict(type='LoadCXRImage'),
+    dict(type='ResizeCXR', scale=(72, 72)),
+    dict(type='RandomCropCXR', size=64),
+    dict(type='PackVLInputs'),
+]
+test_pipeline = [
+    dict(type='LoadCXRImage'),
+    dict(type='ResizeCXR', scale=(64, 64)),
+    dict(type='PackVLInputs'),
+]
+
+# Paired-pool training (CLIP and the baselines); LGDEA configs switch to the propagation
+# sampler and include the unpaired pools.
+train_dataloader = dict(
+    batch_size=64,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    collate_fn=dict(type='vl_collate'),
+    dataset=dict(type='LimitedPairingDataset', dataset=dict(synthetic, split='pretrain'),
+                 pair_ratio=pair_ratio, pair_seed=pair_seed, include_unpaired=False,
+                 pipeline=train_pipeline),
+)
+
+_retrieval = dict(synthetic, split='retrieval', pipeline=test_pipeline)
+_grounding = dict(synthetic, split='grounding', pipeline=test_pipeline)
+_eval_loader = dict(batch_size=100, num_workers=1, persistent_workers=False,
+                    sampler=dict(type='DefaultSampler', shuffle=False),
+                    collate_fn=dict(type='vl_collate'))
+
+retrieval_evaluator = [
+    dict(type='ZeroShotAccuracy'),
+    dict(type='RetrievalPrecisionAtK', topk=(1, 2, 5, 10)),
+]
+grounding_evaluator = [dict(type='GroundingCNR')]
+
+val_dataloader = dict(_eval_loader, dataset=_retrieval)
+val_evaluator = retrieval_evaluator
+val_cfg = dict(type='VLValLoop')
+
+test_dataloader = dict(_eval_loader, dataset=_retrieval)
+test_evaluator = retrieval_evaluator
+test_cfg = dict(
+    type='VLMultiTestLoop',
+    extra_dataloaders=[dict(_eval_loader, dataset=_grounding)],
+    extra_evaluators=[grounding_evaluator],
+    prefixes=['retrieval', 'grounding'])

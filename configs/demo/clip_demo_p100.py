@@ -1,0 +1,8 @@
+_base_ = [
+    '../_base_/default_runtime.py',
+    '../_base_/datasets/synthetic_cxr_demo.py',
+    '../_base_/models/clip_demo.py',
+    '../_base_/schedules/demo_iter.py',
+]
+pair_ratio = 1.0
+train_dataloader = dict(dataset=dict(pair_ratio=pair_ratio))

@@ -1,0 +1,256 @@
+"""The limited-pairing setting: paired studies, unpaired images and unpaired reports.
+
+method.md, "Setting, pools and batches".
+"""
+import copy
+import json
+import os
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+from mmengine.dataset import BaseDataset, Compose
+from mmengine.logging import print_log
+
+from lgdea.registry import DATASETS
+
+
+@DATASETS.register_module()
+class LimitedPairingDataset(BaseDataset):
+    """Splits an image–report corpus into paired studies, unpaired images and unpaired reports.
+
+    The pairing unit is the **study** (one report plus all its frontal images). A fraction
+    ``pair_ratio`` of the eligible studies (a usable report and at least one image) keeps its
+    links, drawn with ``pair_seed`` (separate from the training seed). The images of the other
+    studies (plus any ``extra_image_datasets``) form the unpaired-image pool; their reports form
+    the unpaired-report pool. The partner of an unpaired image is never marked as its pair
+    (``paired=False`` on both sides, so the pair targets ``Y`` stay 0 for them).
+
+    A study without usable report text leaves the paired and report pools; its images stay in
+    the unpaired-image pool (counted). Subjects listed in ``exclude_subjects_file`` (the
+    evaluation subjects) are dropped from every pool (counted).
+
+    Index space:
+
+    - ``include_unpaired=True`` (LGDEA): ``[0, num_images)`` are image items (``kind='image'``),
+      ``[num_images, num_images + num_reports)`` report items (``kind='report'``); batches are
+      composed by :class:`PropagationSampler`.
+    - ``include_unpaired=False`` (baselines that cannot use unpaired data): one ``'pair'`` item
+      per image of a paired study (image + its report); any sampler works.
+
+    ``pair_ratio=1.0`` gives the ordinary fully paired setting.
+
+    Args:
+        dataset: config (or instance) of the source dataset; its records follow
+            docs/architecture.md section 1 (``img_path``, ``study_id``, ``subject_id``,
+            ``report``).
+        pair_ratio: fraction of eligible studies kept paired, in (0, 1].
+        pair_seed: seed of the pairing draw.
+        disjoint_unpaired: draw unpaired images and unpaired reports from disjoint studies.
+        include_unpaired: see "Index space".
+        extra_image_datasets: configs of image-only sources (e.g. CheXpert in the cross-domain
+            setting), added to the unpaired-image pool.
+        exclude_subjects_file: text file with one subject id per line.
+        pipeline: image pipeline (for image and pair items), ending with ``PackVLInputs``.
+        report_pipeline: pipeline for report items (default: just ``PackVLInputs``).
+        evidence: optional dict(extractor=..., cache_dir=..., credentialed=...) to attach the
+            evidence phrases of every report (``lgdea.evidence.ensure_evidence``).
+    """
+
+    def __init__(self,
+                 dataset: Union[dict, BaseDataset],
+                 pair_ratio: float = 1.0,
+                 pair_seed: int = 0,
+                 disjoint_unpaired: bool = False,
+                 include_unpaired: bool = True,
+                 extra_image_datasets: Sequence[Union[dict, BaseDataset]] = (),
+                 exclude_subjects_file: Optional[str] = None,
+                 pipeline: Sequence = (),
+                 report_pipeline: Optional[Sequence] = None,
+                 evidence: Optional[dict] = None,
+                 max_refetch: int = 1000):
+        if not 0.0 < pair_ratio <= 1.0:
+            raise ValueError(f'pair_ratio must be in (0, 1], got {pair_ratio}')
+        self.source = dataset if isinstance(dataset, BaseDataset) else DATASETS.build(dataset)
+        self.extra_sources = [d if isinstance(d, BaseDataset) else DATASETS.build(d)
+                              for d in extra_image_datasets]
+        self.pair_ratio = float(pair_ratio)
+        self.pair_seed = int(pair_seed)
+        self.disjoint_unpaired = disjoint_unpaired
+        self.include_unpaired = include_unpaired
+        self.exclude_subjects_file = exclude_subjects_file
+        self.evidence_cfg = evidence
+        self.report_pipeline = Compose(list(report_pipeline) if report_pipeline is not None
+                                       else [dict(type='PackVLInputs')])
+        self._metainfo = copy.deepcopy(self.source.metainfo)
+        super().__init__(pipeline=list(pipeline), serialize_data=False, lazy_init=False,
+                         max_refetch=max_refetch)
+
+    # ------------------------------------------------------------- building
+    def full_init(self):
+        if self._fully_initialized:
+            return
+        self._build_pools()
+        self._fully_initialized = True
+
+    def _build_pools(self) -> None:
+        excluded_subjects = _read_id_list(self.exclude_subjects_file)
+        counts = OrderedDict(excluded_records=0, studies_without_report=0,
+                             images_of_studies_without_report=0, reports_without_image=0)
+        studies: Dict[str, dict] = OrderedDict()
+        for i in range(len(self.source)):
+            rec = self.source.get_data_info(i)
+            if str(rec.get('subject_id')) in excluded_subjects:
+                counts['excluded_records'] += 1
+                continue
+            sid = rec.get('study_id')
+            if sid is None:
+                raise KeyError(f'record {i} of {type(self.source).__name__} has no `study_id`; '
+                               'the limited-pairing setting pairs by study.')
+            st = studies.setdefault(str(sid), dict(images=[], report=None, record=None))
+            if rec.get('img_path'):
+                st['images'].append(rec)
+            text = rec.get('report')
+            if st['report'] is None and text is not None and str(text).strip():
+                st['report'] = str(text)
+                st['record'] = rec
+
+        eligible = []
+        for sid, st in studies.items():
+            if st['report'] is None:
+                counts['studies_without_report'] += 1
+                counts['images_of_studies_without_report'] += len(st['images'])
+            elif not st['images']:
+                counts['reports_without_image'] += 1
+            else:
+                eligible.append(sid)
+
+        rng = np.random.default_rng(self.pair_seed)
+        n_paired = int(round(self.pair_ratio * len(eligible)))
+        if self.pair_ratio > 0 and eligible and n_paired == 0:
+            n_paired = 1
+        order = rng.permutation(len(eligible))
+        paired = set(eligible[i] for i in sorted(order[:n_paired]))
+        unpaired_eligible = [eligible[i] for i in sorted(order[n_paired:])]
+        image_only, report_only = set(unpaired_eligible), set(unpaired_eligible)
+        if self.disjoint_unpaired:
+            half = len(unpaired_eligible) // 2
+            perm = rng.permutation(len(unpaired_eligible))
+            image_only = set(unpaired_eligible[i] for i in perm[:half])
+            report_only = set(unpaired_eligible[i] for i in perm[half:])
+
+        images: List[dict] = []
+        reports: List[dict] = []
+        for sid, st in studies.items():
+            is_paired = sid in paired
+            if is_paired or st['report'] is None or sid in image_only or not st['images']:
+                for rec in st['images']:
+                    images.append(_image_item(rec, sid, is_paired))
+            if st['report'] is not None and (is_paired or sid in report_only
+                                             or not st['images']):
+                reports.append(_report_item(st['record'], sid, st['report'], is_paired))
+        n_extra = 0
+        for src in self.extra_sources:
+            for i in range(len(src)):
+                rec = src.get_data_info(i)
+                if not rec.get('img_path') or str(rec.get('subject_id')) in excluded_subjects:
+                    continue
+                sid = f'{type(src).__name__}:{rec.get("study_id", i)}'
+                images.append(_image_item(rec, sid, False))
+                n_extra += 1
+
+        if self.evidence_cfg is not None:
+            self._attach_evidence(reports)
+
+        self.images = images
+        self.reports = reports
+        self.paired_studies = sorted(paired)
+        # study -> indices into self.images (paired studies only) and its report index
+        self.paired_image_index: Dict[str, List[int]] = OrderedDict()
+        for i, it in enumerate(images):
+            if it['paired']:
+                self.paired_image_index.setdefault(it['study_id'], []).append(i)
+        self.report_index = {it['study_id']: j for j, it in enumerate(reports)}
+        self.unpaired_image_ids = [i for i, it in enumerate(images) if not it['paired']]
+        self.unpaired_report_ids = [j for j, it in enumerate(reports) if not it['paired']]
+        if self.include_unpaired:
+            self.data_list = images + reports
+        else:
+            self.data_list = [dict(it, kind='pair', report=self.reports[self.report_index[
+                it['study_id']]]['report'], **_evidence_field(
+                    self.reports[self.report_index[it['study_id']]]))
+                for it in images if it['paired']]
+        self.counts = OrderedDict(
+            eligible_studies=len(eligible), paired_studies=len(paired),
+            images=len(images), paired_images=len(images) - len(self.unpaired_image_ids),
+            unpaired_images=len(self.unpaired_image_ids), extra_images=n_extra,
+            reports=len(reports), unpaired_reports=len(self.unpaired_report_ids), **counts)
+        if not paired:
+            raise ValueError(
+                f'LimitedPairingDataset over {type(self.source).__name__} has no paired study '
+                f'(eligible studies: {len(eligible)}, pair_ratio={self.pair_ratio}); check '
+                'that the records carry `report` text and `img_path`.')
+        print_log('LimitedPairingDataset: ' + ', '.join(f'{k}={v}' for k, v in
+                                                        self.counts.items()), logger='current')
+
+    def _attach_evidence(self, reports: List[dict]) -> None:
+        from lgdea.evidence import ensure_evidence
+        cfg = dict(self.evidence_cfg)
+        phrases = ensure_evidence([r['report'] for r in reports], **cfg)
+        for r, p in zip(reports, phrases):
+            r['evidence'] = list(p)
+
+    # ---------------------------------------------------------------- access
+    @property
+    def num_images(self) -> int:
+        return len(self.images)
+
+    @property
+    def metainfo(self) -> dict:
+        return copy.deepcopy(self._metainfo)
+
+    def prepare_data(self, idx: int):
+        info = self.get_data_info(idx)
+        if info['kind'] == 'report':
+            return self.report_pipeline(info)
+        return self.pipeline(info)
+
+    def split_info(self) -> dict:
+        """What the pairing draw produced (written to the work dir by ``PairingSplitHook``)."""
+        return dict(pair_ratio=self.pair_ratio, pair_seed=self.pair_seed,
+                    disjoint_unpaired=self.disjoint_unpaired,
+                    source=type(self.source).__name__, counts=dict(self.counts),
+                    paired_studies=list(self.paired_studies))
+
+    def dump_split(self, path: str) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, 'w') as f:
+            json.dump(self.split_info(), f, indent=1)
+
+
+def _image_item(rec: dict, study_id: str, paired: bool) -> dict:
+    item = {k: v for k, v in rec.items() if k not in ('report', 'evidence')}
+    item.update(study_id=study_id, paired=paired, kind='image')
+    return item
+
+
+def _report_item(rec: dict, study_id: str, text: str, paired: bool) -> dict:
+    item = {k: v for k, v in rec.items()
+            if k not in ('img_path', 'boxes', 'phrase', 'ori_shape', 'view')}
+    item.update(study_id=study_id, report=text, paired=paired, kind='report')
+    return item
+
+
+def _evidence_field(report_item: dict) -> dict:
+    return {'evidence': report_item['evidence']} if 'evidence' in report_item else {}
+
+
+def _read_id_list(path: Optional[str]) -> set:
+    if path is None:
+        return set()
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f'exclude_subjects_file "{path}" does not exist; build it with '
+            '`python tools/build_eval_splits.py` or set exclude_subjects_file=None.')
+    with open(path) as f:
+        return {line.strip() for line in f if line.strip() and not line.startswith('#')}

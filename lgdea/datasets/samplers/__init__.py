@@ -1,0 +1,3 @@
+from .propagation_sampler import PropagationSampler
+
+__all__ = ['PropagationSampler']

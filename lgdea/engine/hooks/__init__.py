@@ -1,0 +1,2 @@
+from .pairing_split_hook import PairingSplitHook  # noqa: F401
+from .corrupt_image_hook import CorruptImageReportHook  # noqa: F401

@@ -1,0 +1,135 @@
+"""Base class of evidence extractors (Eq. 2: ``E(R) = LLM(R)``)."""
+import hashlib
+import json
+import time
+from abc import ABCMeta, abstractmethod
+from typing import Callable, List, Optional, Sequence
+
+from .policy import EvidencePolicy
+from .schema import EvidenceFinding, EvidenceRecord
+
+
+def sha256_text(text: str) -> str:
+    """sha256 hex digest of a report text, exactly as given (UTF-8)."""
+    return hashlib.sha256(text.encode('utf-8')).hexdigest()
+
+
+def stable_hash(obj) -> str:
+    """sha256 of the canonical JSON of ``obj`` (sorted keys)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(',', ':'), default=str)
+    return hashlib.sha256(blob.encode('utf-8')).hexdigest()
+
+
+class BaseEvidenceExtractor(metaclass=ABCMeta):
+    """Report text -> evidence record (phrases ``E(R)`` plus flags).
+
+    Subclasses set ``extractor_id`` and ``version`` (bump ``version`` whenever the output for
+    the same input may change) and implement :meth:`_extract_findings` (one report) or
+    :meth:`extract_many` (many reports, e.g. concurrently).
+
+    Args:
+        policy: an :class:`EvidencePolicy` or a dict of its fields.
+
+    Class attributes:
+        offline: True when extraction runs in-process with no model (safe to call from the
+            training code, see :func:`lgdea.evidence.ensure_evidence`).
+    """
+
+    extractor_id: str = 'base'
+    version: str = '0'
+    offline: bool = False
+
+    def __init__(self, policy: Optional[dict] = None):
+        if isinstance(policy, EvidencePolicy):
+            self.policy = policy
+        else:
+            self.policy = EvidencePolicy(**(policy or {}))
+
+    # ----------------------------------------------------------------- identity (cache key)
+    @property
+    def prompt_hash(self) -> str:
+        """Hash of the prompt (LLM extractors); ``''`` for extractors without a prompt."""
+        return ''
+
+    def config_dict(self) -> dict:
+        """Settings that change the output (part of the cache key). Never holds secrets."""
+        return {'policy': self.policy.to_dict()}
+
+    @property
+    def config_hash(self) -> str:
+        return stable_hash(self.config_dict())
+
+    @property
+    def namespace(self) -> str:
+        """Short id of (extractor id, version, prompt hash, config hash): one cache file each."""
+        return stable_hash([self.extractor_id, self.version, self.prompt_hash,
+                            self.config_hash])[:16]
+
+    def describe(self) -> dict:
+        """A loggable description (id, version, hashes, settings); never holds secrets."""
+        return dict(extractor_id=self.extractor_id, version=self.version,
+                    prompt_hash=self.prompt_hash, config_hash=self.config_hash,
+                    namespace=self.namespace, config=self.config_dict())
+
+    def cli_args(self) -> Optional[List[str]]:
+        """Arguments of ``tools/extract_evidence.py`` that rebuild this extractor, or None."""
+        return None
+
+    # --------------------------------------------------------------- data-use guardrail
+    def endpoint(self) -> Optional[str]:
+        """URL the report text is sent to; None when extraction stays in this process."""
+        return None
+
+    def check_data_use(self, credentialed: bool, allow_remote: bool = False) -> None:
+        """Refuse to send credentialed report text to a non-loopback endpoint."""
+        from .guardrail import check_data_use
+        check_data_use(self.endpoint(), credentialed=credentialed, allow_remote=allow_remote)
+
+    # ---------------------------------------------------------------------- extraction
+    def make_record(self, text: str, *, status: str, findings: Sequence[EvidenceFinding] = (),
+                    rejected: Sequence[str] = (), error: Optional[str] = None,
+                    attempts: int = 1) -> EvidenceRecord:
+        """Apply the policy to raw ``findings`` and wrap the outcome as a cache record."""
+        kept, dropped = self.policy.apply(list(findings)) if status == 'ok' else ([], {})
+        return EvidenceRecord(
+            text_sha256=sha256_text(text), extractor_id=self.extractor_id,
+            extractor_version=self.version, prompt_hash=self.prompt_hash,
+            config_hash=self.config_hash, status=status,
+            phrases=self.policy.phrases(kept) if status == 'ok' else [],
+            findings=kept, rejected=list(rejected), dropped=dropped, error=error,
+            attempts=attempts, created=time.time())
+
+    def _extract_findings(self, text: str) -> List[EvidenceFinding]:
+        raise NotImplementedError
+
+    def extract(self, text: str) -> EvidenceRecord:
+        """Extract the evidence of one report."""
+        if not isinstance(text, str):
+            raise TypeError(f'report text must be a str, got {type(text).__name__}')
+        return self.make_record(text, status='ok', findings=self._extract_findings(text))
+
+    def extract_many(self, texts: Sequence[str],
+                     on_result: Optional[Callable[[int, EvidenceRecord], None]] = None
+                     ) -> List[EvidenceRecord]:
+        """Extract many reports; ``on_result(index, record)`` is called as each one finishes
+        (the cache runner appends there, so an interrupted run keeps what finished)."""
+        out = []
+        for i, text in enumerate(texts):
+            rec = self.extract(text)
+            if on_result is not None:
+                on_result(i, rec)
+            out.append(rec)
+        return out
+
+    def __call__(self, text: str) -> List[str]:
+        """The phrases ``E(R)`` of one report."""
+        rec = self.extract(text)
+        if rec.status != 'ok':
+            raise RuntimeError(f'{self.extractor_id} extraction failed: {rec.error}')
+        return rec.phrases
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(id={self.extractor_id!r}, version={self.version!r}, ' \
+               f'namespace={self.namespace!r})'
+
+

@@ -1,0 +1,86 @@
+"""Reading report files for evidence extraction (``tools/extract_evidence.py --reports``)."""
+import csv
+import json
+import os
+from typing import List, Optional, Tuple
+
+
+def format_sectioned_report(findings: Optional[str] = None,
+                            impression: Optional[str] = None) -> Optional[str]:
+    """The sectioned report text ``'FINDINGS: ...\\nIMPRESSION: ...'`` (missing parts left out).
+
+    This is the text that is hashed for the evidence cache, so datasets that build their
+    ``report`` key from separate sections should use this function too.
+
+    Returns:
+        The text, or None when both sections are empty.
+    """
+    parts = []
+    if findings and str(findings).strip():
+        parts.append(f'FINDINGS: {str(findings).strip()}')
+    if impression and str(impression).strip():
+        parts.append(f'IMPRESSION: {str(impression).strip()}')
+    return '\n'.join(parts) if parts else None
+
+
+def _record_text(rec: dict, where: str) -> Optional[str]:
+    if 'report' in rec:
+        text = rec['report']
+    elif 'text' in rec:
+        text = rec['text']
+    elif 'findings' in rec or 'impression' in rec:
+        text = format_sectioned_report(rec.get('findings'), rec.get('impression'))
+    else:
+        raise ValueError(f'{where}: a record needs a "report" (or "text") field, or '
+                         f'"findings"/"impression" fields; found keys {sorted(rec)[:12]}')
+    if text is not None and not isinstance(text, str):
+        raise ValueError(f'{where}: the report field must be a string, got {type(text).__name__}')
+    return text if text and text.strip() else None
+
+
+def read_reports(path: str) -> Tuple[List[Tuple[str, str]], int]:
+    """Read ``(id, report_text)`` pairs from a JSONL or CSV file.
+
+    JSONL: one object a line with ``id`` and ``report`` (or ``text``), or the IU X-ray
+    record form (``id``, ``findings``, ``impression``: see :func:`format_sectioned_report`).
+    CSV: a ``report`` (or ``text``) column and an optional ``id`` column.
+
+    Returns:
+        ``(pairs, n_empty)``: the reports with text, and how many records had none.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'--reports: no such file {path!r}')
+    pairs: List[Tuple[str, str]] = []
+    n_empty = 0
+    if path.lower().endswith('.csv'):
+        with open(path, newline='', encoding='utf-8') as f:
+            reader = csv.DictReader(f)
+            cols = reader.fieldnames or []
+            if 'report' not in cols and 'text' not in cols:
+                raise ValueError(f'{path}: the CSV needs a "report" or "text" column; '
+                                 f'columns are {cols}')
+            for i, row in enumerate(reader):
+                text = _record_text({k: v for k, v in row.items() if k in ('report', 'text')},
+                                    f'{path}: row {i + 2}')
+                if text is None:
+                    n_empty += 1
+                    continue
+                pairs.append((str(row.get('id') or i), text))
+        return pairs, n_empty
+    with open(path, encoding='utf-8') as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f'{path}: line {lineno} is not valid JSON ({e}); expected one '
+                                 'object per line with "id" and "report"') from None
+            if not isinstance(rec, dict):
+                raise ValueError(f'{path}: line {lineno} must be a JSON object')
+            text = _record_text(rec, f'{path}: line {lineno}')
+            if text is None:
+                n_empty += 1
+                continue
+            pairs.append((str(rec.get('id', lineno)), text))
+    return pairs, n_empty

@@ -1,0 +1,98 @@
+import pytest
+import torch
+from mmpretrain.structures import DataSample
+
+from lgdea.registry import MODELS
+from lgdea.models.losses import ContrastiveLoss, soft_cross_entropy
+
+from conftest import tiny_bert, tiny_tokenizer, tiny_vit
+
+
+def _clip(**kw):
+    model = MODELS.build(dict(type='CLIPBaseline', image_encoder=tiny_vit(), text_encoder=tiny_bert(),
+                             tokenizer=tiny_tokenizer(), embed_dims=16,
+                             data_preprocessor=dict(type='VLDataPreprocessor'), **kw))
+    model.init_weights()
+    return model
+
+
+def _batch(n=6):
+    words = ['effusion', 'cardiomegaly', 'pneumothorax', 'edema', 'atelectasis', 'opacity']
+    imgs, samples = [], []
+    for i in range(n):
+        ds = DataSample()
+        ds.study_id = f's{i}'
+        ds.paired = True
+        ds.text = f'there is {words[i % len(words)]} on the {"left" if i % 2 else "right"}'
+        samples.append(ds)
+    # image i: a bright square whose size grows with i (learnable, unlike pure noise)
+    images = torch.zeros(n, 1, 32, 32, dtype=torch.uint8)
+    for i in range(n):
+        images[i, 0, :5 * (i + 1), :5 * (i + 1)] = 255
+    return images, samples
+
+
+def test_soft_cross_entropy_matches_ce_for_identity():
+    logits = torch.randn(5, 5)
+    ce = torch.nn.functional.cross_entropy(logits, torch.arange(5))
+    assert torch.allclose(soft_cross_entropy(logits, torch.eye(5)), ce)
+    # rows without positives are ignored; no positives at all gives 0, not NaN
+    t = torch.zeros(5, 5)
+    assert soft_cross_entropy(logits, t).item() == 0.0
+
+
+def test_two_images_of_one_study_are_not_negatives():
+    loss = ContrastiveLoss(gather=False)
+    img = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    rep = img[[0, 2]].clone()  # images 0 and 1 share study a; image 2 is study b
+    keys = torch.tensor([1, 1, 2])
+    out = loss(img, rep, torch.tensor(0.0), keys, torch.ones(3, dtype=torch.bool),
+               torch.tensor([1, 2]), torch.ones(2, dtype=torch.bool))
+    assert torch.isfinite(out['loss'])
+    assert out['num_pos_rows'].item() == 3
+
+
+def test_clip_loss_decreases_on_a_tiny_batch():
+    model = _clip()
+    images, samples = _batch()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        data = model.data_preprocessor(
+            dict(inputs=images, data_samples=samples, reports=samples), True)
+        out = model(**data, mode='loss')
+        opt.zero_grad()
+        out['loss_contrastive'].backward()
+        opt.step()
+        losses.append(out['loss_contrastive'].item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_clip_inference_interface():
+    model = _clip().eval()
+    images, samples = _batch(4)
+    images = model.data_preprocessor(dict(inputs=images, data_samples=samples), False)['images']
+    with torch.no_grad():
+        img = model.extract_image(images)
+        txt = model.extract_text(['left effusion', 'edema'], kind='phrase')
+        sim = model.similarity(img, txt)
+        gmap = model.grounding_map(img, dict(embed=txt['embed'][[0, 1, 0, 1]]))
+        out = model.predict(images, samples)
+    assert sim.shape == (4, 2)
+    assert torch.allclose(img['embed'].norm(dim=-1), torch.ones(4))
+    assert gmap.shape == (4, 4, 4)
+    assert gmap.abs().max() <= 1.0 + 1e-5
+    assert out[0].image_feats['embed'].shape == (16, )
+
+
+def test_clip_evidence_text_source():
+    model = _clip(text_source='evidence')
+    images, samples = _batch(2)
+    images = images.float()
+    samples[0].evidence = ['small left pleural effusion']
+    samples[1].evidence = ['mild cardiomegaly', 'small left pleural effusion']
+    out = model.loss(images, samples, samples)
+    assert torch.isfinite(out['loss_contrastive'])
+    del samples[1].evidence
+    with pytest.raises(KeyError, match='evidence'):
+        model.loss(images, samples, samples)

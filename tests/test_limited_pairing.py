@@ -1,0 +1,146 @@
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from lgdea.datasets import LimitedPairingDataset, PropagationSampler
+from lgdea.models.utils import build_pair_targets, study_key
+
+from conftest import InMemoryRecords, make_study_records
+
+
+def _dataset(n=40, ratio=0.25, seed=0, **kw):
+    recs = make_study_records(n)
+    return LimitedPairingDataset(dataset=InMemoryRecords(recs), pair_ratio=ratio, pair_seed=seed,
+                                 **kw), recs
+
+
+def test_pools_partition_and_partner_never_visible():
+    ds, recs = _dataset()
+    assert ds.counts['paired_studies'] == 10  # 25% of 40
+    # every source image appears exactly once
+    assert ds.num_images == len(recs)
+    paired = set(ds.paired_studies)
+    for it in ds.images:
+        assert it['paired'] == (it['study_id'] in paired)
+    for it in ds.reports:
+        assert it['paired'] == (it['study_id'] in paired)
+    # an unpaired image's own report is in the report pool but never marked as its pair
+    img_keys = torch.tensor([study_key(i['study_id']) for i in ds.images])
+    img_p = torch.tensor([i['paired'] for i in ds.images])
+    rep_keys = torch.tensor([study_key(r['study_id']) for r in ds.reports])
+    rep_p = torch.tensor([r['paired'] for r in ds.reports])
+    y = build_pair_targets(img_keys, img_p, rep_keys, rep_p)
+    assert y[~img_p].sum() == 0
+    assert (y[img_p].sum(1) == 1).all()
+
+
+def test_split_reproducible_and_seed_dependent(tmp_path):
+    a, _ = _dataset(seed=3)
+    b, _ = _dataset(seed=3)
+    c, _ = _dataset(seed=4)
+    assert a.paired_studies == b.paired_studies
+    assert a.paired_studies != c.paired_studies
+    a.dump_split(str(tmp_path / 'split.json'))
+    info = json.loads((tmp_path / 'split.json').read_text())
+    assert info['pair_seed'] == 3 and info['paired_studies'] == a.paired_studies
+
+
+def test_full_pairing_and_paired_only_mode():
+    ds, recs = _dataset(ratio=1.0)
+    assert ds.counts['unpaired_images'] == 0 and ds.counts['unpaired_reports'] == 0
+    po, _ = _dataset(ratio=0.25, include_unpaired=False)
+    assert all(it['kind'] == 'pair' and it['paired'] for it in po.data_list)
+    assert len(po) == po.counts['paired_images']
+    assert all(it['report'].startswith('report of study') for it in po.data_list)
+
+
+def test_study_without_report_keeps_images_unpaired():
+    recs = make_study_records(10)
+    for r in recs:
+        if r['study_id'] == 's0':
+            r['report'] = '   '
+    ds = LimitedPairingDataset(dataset=InMemoryRecords(recs), pair_ratio=1.0)
+    assert ds.counts['studies_without_report'] == 1
+    s0 = [it for it in ds.images if it['study_id'] == 's0']
+    assert s0 and not any(it['paired'] for it in s0)
+    assert 's0' not in ds.report_index
+
+
+def test_exclusion_and_disjoint(tmp_path):
+    ex = tmp_path / 'exclude.txt'
+    ex.write_text('p0\np1\n')
+    ds, recs = _dataset(exclude_subjects_file=str(ex))
+    assert ds.counts['excluded_records'] == sum(r['subject_id'] in ('p0', 'p1') for r in recs)
+    assert not any(it['subject_id'] in ('p0', 'p1') for it in ds.images + ds.reports)
+    dj, _ = _dataset(disjoint_unpaired=True)
+    un_img = {i['study_id'] for i in dj.images if not i['paired']}
+    un_rep = {r['study_id'] for r in dj.reports if not r['paired']}
+    assert un_img and un_rep and not un_img & un_rep
+    with pytest.raises(FileNotFoundError, match='exclude_subjects_file'):
+        _dataset(exclude_subjects_file=str(tmp_path / 'missing.txt'))
+
+
+def _sampler(ds, bs, epoch=0, **kw):
+    return PropagationSampler(SimpleNamespace(dataset=ds, seed=7, epoch=epoch), batch_size=bs,
+                              **kw)
+
+
+def test_sampler_composition_and_determinism():
+    ds, _ = _dataset(n=60, ratio=0.2)
+    s = _sampler(ds, 8)
+    batches = list(s)
+    assert len(batches) == len(s)
+    n_img = ds.num_images
+    unpaired_seen = []
+    for b in batches:
+        imgs = [i for i in b if i < n_img]
+        reps = [i - n_img for i in b if i >= n_img]
+        assert len(imgs) == 8 and len(reps) == 8
+        paired_imgs = [i for i in imgs if ds.images[i]['paired']]
+        assert len(paired_imgs) == 4  # B // 2
+        # each paired image's report is in the batch
+        for i in paired_imgs:
+            assert ds.report_index[ds.images[i]['study_id']] in reps
+        assert sum(ds.reports[j]['paired'] for j in reps) == 4
+        unpaired_seen += [i for i in imgs if not ds.images[i]['paired']]
+    # every unpaired image drawn at least once per epoch
+    assert set(unpaired_seen) == set(ds.unpaired_image_ids)
+    assert list(_sampler(ds, 8)) == batches
+    assert list(_sampler(ds, 8, epoch=1)) != batches
+
+
+def test_sampler_rank_shards_disjoint(monkeypatch):
+    import lgdea.datasets.samplers.propagation_sampler as mod
+    ds, _ = _dataset(n=60, ratio=0.2)
+    monkeypatch.setattr(mod, 'get_world_size', lambda: 2)
+    shards = []
+    for rank in range(2):
+        monkeypatch.setattr(mod, 'get_rank', lambda r=rank: r)
+        shards.append(list(_sampler(ds, 4)))
+    monkeypatch.setattr(mod, 'get_world_size', lambda: 1)
+    monkeypatch.setattr(mod, 'get_rank', lambda: 0)
+    single = list(_sampler(ds, 8))
+    n_img = ds.num_images
+    for b0, b1, g in zip(shards[0], shards[1], single):
+        assert not set(b0) & set(b1)
+        assert sorted(b0 + b1) == sorted(g)
+        for shard in (b0, b1):  # both halves of each pair on one rank
+            reps = {i - n_img for i in shard if i >= n_img}
+            for i in shard:
+                if i < n_img and ds.images[i]['paired']:
+                    assert ds.report_index[ds.images[i]['study_id']] in reps
+
+
+def test_sampler_proportional_and_errors():
+    ds, _ = _dataset(n=60, ratio=0.2)
+    s = _sampler(ds, 16, paired_mode='proportional', min_paired=2)
+    expected = max(2, round(16 * len(ds.paired_studies) / ds.num_images))
+    assert s.n_paired == expected
+    with pytest.raises(ValueError, match='n_paired'):
+        _sampler(ds, 4, n_paired=9)
+    po, _ = _dataset(include_unpaired=False)
+    with pytest.raises((TypeError, ValueError)):
+        _sampler(po, 4)
