@@ -96,3 +96,23 @@ def test_clip_evidence_text_source():
     del samples[1].evidence
     with pytest.raises(KeyError, match='evidence'):
         model.loss(images, samples, samples)
+
+
+def test_frozen_text_encoder_cache_matches_direct_encoding():
+    from lgdea.models.encoders import HFTextEncoder, build_hf_tokenizer, tokenize
+    from conftest import tiny_bert
+    cfg = dict(tiny_bert())
+    cfg.pop('type')
+    enc = HFTextEncoder(freeze=True, **cfg).train()
+    assert not enc.model.training  # frozen encoders stay in eval mode (no dropout)
+    tok = build_hf_tokenizer(vocab_file=tiny_tokenizer()['vocab_file'])
+    batch = tokenize(tok, ['left effusion', 'a much longer report about the heart size'], 32)
+    cached = enc(**batch)['pooled']
+    assert len(enc._pooled_cache) == 2
+    enc.cache_frozen = False
+    direct = enc(**batch)['pooled']
+    assert torch.allclose(cached, direct, atol=1e-5)
+    enc.cache_frozen = True
+    again = enc(**tokenize(tok, ['left effusion'], 32))['pooled']
+    assert torch.allclose(again[0], direct[0], atol=1e-5)
+    assert len(enc._pooled_cache) == 2

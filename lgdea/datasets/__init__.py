@@ -11,3 +11,4 @@ from .nih import NIHChestXray14Dataset  # noqa: F401,E402
 from .rsna import RSNAPneumoniaDataset  # noqa: F401,E402
 from .collate import vl_collate
 from .transforms import *  # noqa: F401,F403
+from .synthetic_cxr import SyntheticCXRDataset  # noqa: F401,E402

@@ -276,7 +276,9 @@ class BaseCXRDataset(BaseDataset):
             set. Defaults to False.
         exclude_subjects_file (str, optional): subject IDs (one per line, ``#`` comments) to
             drop, such as ``exclude_subjects.txt`` of ``tools/build_eval_splits.py``. The
-            number of dropped records and subjects is counted and logged.
+            number of dropped records and subjects is counted and logged. A relative path
+            (here and for ``split_file``) is looked up from the working directory first,
+            then under ``data_root``.
         split_file (str, optional): an ID list (see :func:`read_id_file`); only records whose
             ``_id`` is listed are kept. With a ``label`` column, ``gt_label`` is set from it
             (index into ``metainfo['classes']``; an existing ``gt_label`` must agree).
@@ -355,10 +357,14 @@ class BaseCXRDataset(BaseDataset):
     # option checks and helpers for subclasses
     @staticmethod
     def _abs_under(path: Optional[str], root: str) -> Optional[str]:
+        """An absolute path; a relative one that exists from the working directory wins,
+        otherwise it is taken relative to ``data_root``."""
         if not path:
             return None
         path = osp.expanduser(str(path))
-        return path if osp.isabs(path) else osp.join(root, path)
+        if osp.isabs(path):
+            return path
+        return osp.abspath(path) if osp.exists(path) else osp.join(root, path)
 
     def _check_split(self, split: Optional[str]) -> Optional[str]:
         if split is None:
@@ -477,7 +483,8 @@ class BaseCXRDataset(BaseDataset):
         return kept
 
     def _apply_exclusion(self, records: List[dict], stats: dict) -> List[dict]:
-        excluded = {self.normalize_subject_id(s) for s in read_subject_list(self.exclude_subjects_file)}
+        listed = read_subject_list(self.exclude_subjects_file)
+        excluded = {self.normalize_subject_id(s) for s in listed}
         kept, dropped_subjects = [], set()
         for record in records:
             subject = record.get('subject_id')

@@ -114,7 +114,8 @@ class CheXpertDataset(BaseCXRDataset):
                   if self.with_labels else None)
 
         records = []
-        for i, (rel, frontal, appa) in enumerate(zip(rel_paths, df['Frontal/Lateral'], df['AP/PA'])):
+        views = zip(rel_paths, df['Frontal/Lateral'], df['AP/PA'])
+        for i, (rel, frontal, appa) in enumerate(views):
             parts = rel.split('/')
             if len(parts) < 4:
                 raise ValueError(f'{path}: Path {df["Path"].iloc[i]!r} is not '

@@ -2,6 +2,7 @@
 from typing import List, Sequence
 
 import torch
+from mmengine.registry import FUNCTIONS as MMENGINE_FUNCTIONS
 
 from lgdea.registry import FUNCTIONS
 
@@ -45,3 +46,11 @@ def vl_collate(data_batch: Sequence[dict]) -> dict:
                              'PadToSquareCXR / RandomCropCXR.')
         inputs = torch.stack(images, dim=0)
     return dict(inputs=inputs, data_samples=samples, reports=reports)
+
+
+# ``Runner.build_dataloader`` looks collate functions up with ``mmengine.registry.FUNCTIONS.get``,
+# which searches the root registry and never the default scope's child: a plain
+# ``collate_fn=dict(type='vl_collate')`` only resolves when the root knows the name too
+# (``'lgdea.vl_collate'`` resolves either way).
+if MMENGINE_FUNCTIONS.get('vl_collate') is None:
+    MMENGINE_FUNCTIONS.register_module(name='vl_collate', module=vl_collate)

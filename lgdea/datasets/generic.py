@@ -86,13 +86,12 @@ class GenericVLDataset(BaseCXRDataset):
         self.column_map = column_map
         self.label_map = {str(k): v for k, v in (label_map or {}).items()}
         self._ann_name = ann_file
-        self._split_value = split
         self._given_classes = tuple(classes) if classes is not None else None
         if classes is not None:
             metainfo = dict(kwargs.pop('metainfo', None) or {})
             metainfo['classes'] = tuple(classes)
             kwargs['metainfo'] = metainfo
-        super().__init__(data_root=data_root, **kwargs)
+        super().__init__(data_root=data_root, split=split, **kwargs)
 
     def _check_split(self, split):
         return split  # any value of the file's split column
@@ -117,7 +116,8 @@ class GenericVLDataset(BaseCXRDataset):
                         try:
                             rows.append(json.loads(line))
                         except json.JSONDecodeError as exc:
-                            raise ValueError(f'{path}: line {line_no} is not JSON ({exc}).') from exc
+                            raise ValueError(
+                                f'{path}: line {line_no} is not JSON ({exc}).') from exc
             df = pd.DataFrame(rows)
         else:
             path = self.resolve_ann_file(name, name, 'Pass ann_file= the CSV of your data.')
@@ -172,14 +172,15 @@ class GenericVLDataset(BaseCXRDataset):
             df = df[df['split'].astype(str).str.strip() == str(self.split)]
         rows = df.to_dict('records')
 
-        label_field = 'label' if 'label' in df.columns else ('labels' if 'labels' in df.columns else None)
+        label_field = next((c for c in ('label', 'labels') if c in df.columns), None)
         parsed_labels = []
         if label_field == 'label':
             parsed_labels = [None if _blank(r['label']) else self._label_name(r['label'])
                              for i, r in enumerate(rows)]
             found = {v for v in parsed_labels if v is not None}
         elif label_field == 'labels':
-            parsed_labels = [self._split_labels(r['labels'], path, i + 1) for i, r in enumerate(rows)]
+            parsed_labels = [self._split_labels(r['labels'], path, i + 1)
+                             for i, r in enumerate(rows)]
             found = {v for items in parsed_labels for v in items}
         else:
             found = set()
@@ -204,7 +205,10 @@ class GenericVLDataset(BaseCXRDataset):
             if image is None and report is None:
                 raise ValueError(f'{path}: data row {i + 1} has neither an image nor a report.')
             study = row.get('study_id')
-            study = (osp.splitext(image)[0] if image else f'row{i}') if _blank(study) else str(study).strip()
+            if _blank(study):
+                study = osp.splitext(image)[0] if image else f'row{i}'
+            else:
+                study = str(study).strip()
             subject = row.get('subject_id')
             subject = study if _blank(subject) else str(subject).strip()
             record = dict(

@@ -159,8 +159,8 @@ class IUXrayDataset(BaseCXRDataset):
                 name = 'reports.jsonl'
             else:
                 raise FileNotFoundError(
-                    f'IUXrayDataset: neither ecgen-radiology/ nor reports.jsonl in {self.data_root}; '
-                    f'set data_root to the IU X-ray folder or pass ann_file=.')
+                    f'IUXrayDataset: neither ecgen-radiology/ nor reports.jsonl in '
+                    f'{self.data_root}; set data_root to the IU X-ray folder or pass ann_file=.')
         path = name if osp.isabs(name) else osp.join(self.data_root, name)
         self.ann_file = path
         if osp.isdir(path):

@@ -1,5 +1,7 @@
 """MIMIC-CXR-JPG 2.x with the MIMIC-CXR free-text reports."""
+import json
 import logging
+import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
@@ -83,6 +85,10 @@ class MIMICCXRDataset(BaseCXRDataset):
         preprocessed_root (str, optional): read images from this resized copy of the tree;
             ``ori_shape`` then comes from its ``sizes.csv`` (or the metadata ``Rows`` /
             ``Columns`` when an image is missing there).
+        report_cache (str, optional): a JSON file of sectioned reports (per study, for these
+            ``sections``); created on the first load and reused (and extended) afterwards,
+            so that every process does not re-read ~230k report files. Delete it when the
+            reports or the parser change.
         **kwargs: see :class:`BaseCXRDataset` (exclusion list, ID list, check_files, ...).
     """
 
@@ -106,6 +112,7 @@ class MIMICCXRDataset(BaseCXRDataset):
                  metadata_csv: str = 'mimic-cxr-2.0.0-metadata.csv',
                  chexpert_csv: str = 'mimic-cxr-2.0.0-chexpert.csv',
                  preprocessed_root: Optional[str] = None,
+                 report_cache: Optional[str] = None,
                  **kwargs):
         self.report_root = report_root
         self.with_report = with_report
@@ -118,6 +125,7 @@ class MIMICCXRDataset(BaseCXRDataset):
         self.metadata_csv = metadata_csv
         self.chexpert_csv = chexpert_csv
         self.preprocessed_root = preprocessed_root
+        self.report_cache = osp.abspath(osp.expanduser(report_cache)) if report_cache else None
         if classes:
             metainfo = dict(kwargs.pop('metainfo', None) or {})
             metainfo['classes'] = tuple(classes)
@@ -141,12 +149,64 @@ class MIMICCXRDataset(BaseCXRDataset):
             return osp.dirname(osp.normpath(root))
         return root
 
+    def _load_reports(self, table: pd.DataFrame):
+        """Sectioned report of every study of ``table`` (through ``report_cache`` if set).
+
+        Returns:
+            ``({study_id: text or None}, [paths of missing report files])``.
+        """
+        cache = {}
+        cache_path = self.report_cache
+        if cache_path and osp.isfile(cache_path):
+            with open(cache_path, encoding='utf-8') as f:
+                stored = json.load(f)
+            if stored.get('sections') == list(self.sections):
+                cache = stored.get('reports', {})
+            else:
+                self._log(f'report_cache {cache_path} was built for sections '
+                          f'{stored.get("sections")}; rebuilding it', logging.WARNING)
+        report_base = self._report_base()
+        reports, missing, added = {}, [], 0
+        for subject, study in table[['subject_id', 'study_id']].drop_duplicates().itertuples(
+                index=False):
+            path = osp.join(report_base, mimic_report_relpath(subject, study))
+            entry = cache.get(study)
+            if entry is None:
+                if osp.isfile(path):
+                    with open(path, encoding='utf-8', errors='replace') as f:
+                        entry = dict(text=extract_report(f.read(), self.sections))
+                else:
+                    entry = dict(missing=True)
+                cache[study] = entry
+                added += 1
+            if entry.get('missing'):
+                missing.append(path)
+                reports[study] = None
+            else:
+                reports[study] = entry.get('text')
+        if cache_path and added:
+            os.makedirs(osp.dirname(osp.abspath(cache_path)), exist_ok=True)
+            tmp = f'{cache_path}.tmp{os.getpid()}'
+            with open(tmp, 'w', encoding='utf-8') as f:
+                json.dump(dict(sections=list(self.sections), reports=cache), f)
+            os.replace(tmp, cache_path)
+        return reports, missing
+
     def _read_sizes(self, root: str) -> Dict[str, tuple]:
+        """``sizes.csv`` of tools/preprocess_images.py -> {relative path: (h, w)}.
+
+        Accepts the file at ``root/sizes.csv`` (the tool ran on the MIMIC-CXR-JPG root) or at
+        ``root/files/sizes.csv`` (it ran on ``files/``; its paths then lack ``files/``).
+        """
+        prefix = ''
+        at_root = any(osp.isfile(osp.join(root, n)) for n in ('sizes.csv', 'sizes.csv.gz'))
+        if not at_root and osp.isfile(osp.join(root, 'files', 'sizes.csv')):
+            root, prefix = osp.join(root, 'files'), 'files/'
         path = resolve_file('sizes.csv', [root], 'sizes file', 'MIMICCXRDataset',
                             'Run tools/preprocess_images.py, which writes sizes.csv next to the '
                             'resized images.')
         df = read_table(path, ['path', 'width', 'height'])
-        return {p.replace('\\', '/'): (int(h), int(w))
+        return {prefix + p.replace('\\', '/'): (int(h), int(w))
                 for p, w, h in zip(df['path'], df['width'], df['height'])}
 
     def load_records(self) -> List[dict]:
@@ -168,7 +228,7 @@ class MIMICCXRDataset(BaseCXRDataset):
         keep_cols = ['dicom_id', 'ViewPosition'] + [c for c in ('Rows', 'Columns')
                                                     if c in meta_df.columns]
         table = split_df.merge(meta_df[keep_cols], on='dicom_id', how='left')
-        no_meta = int(table['ViewPosition'].isna().sum())
+        no_meta = int((~table['dicom_id'].isin(meta_df['dicom_id'])).sum())
         table['subject_id'] = [_strip_prefix(s, 'p') for s in table['subject_id']]
         table['study_id'] = [_strip_prefix(s, 's') for s in table['study_id']]
 
@@ -185,19 +245,8 @@ class MIMICCXRDataset(BaseCXRDataset):
         missing_reports: List[str] = []
         no_section = 0
         if self.with_report:
-            report_base = self._report_base()
-            for subject, study in table[['subject_id', 'study_id']].drop_duplicates().itertuples(
-                    index=False):
-                path = osp.join(report_base, mimic_report_relpath(subject, study))
-                if not osp.isfile(path):
-                    missing_reports.append(path)
-                    reports[study] = None
-                    continue
-                with open(path, encoding='utf-8', errors='replace') as f:
-                    text = extract_report(f.read(), self.sections)
-                if text is None:
-                    no_section += 1
-                reports[study] = text
+            reports, missing_reports = self._load_reports(table)
+            no_section = sum(1 for s, t in reports.items() if t is None) - len(missing_reports)
 
         image_base = root
         sizes: Dict[str, tuple] = {}

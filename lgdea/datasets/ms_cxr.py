@@ -18,7 +18,7 @@ MS_CXR_CLASSES = ('Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Lung
 
 _COLUMNS = ('dicom_id', 'category_name', 'label_text', 'path', 'x', 'y', 'w', 'h',
             'image_width', 'image_height')
-_SUBJECT = re.compile(r'(?:^|/)p(\d+)/')
+_SUBJECT = re.compile(r'(?:^|/)p(\d{6,})/')
 _STUDY = re.compile(r'(?:^|/)s(\d+)/')
 
 

@@ -54,7 +54,8 @@ def read_nih_bbox_table(path: str) -> pd.DataFrame:
     out['finding_label'] = out['finding_label'].astype(str).str.strip().replace(_BBOX_ALIASES)
     unknown = sorted(set(out['finding_label']) - set(NIH_CLASSES))
     if unknown:
-        raise ValueError(f'{path}: unknown finding label(s) {unknown}; expected {list(NIH_CLASSES)}.')
+        raise ValueError(f'{path}: unknown finding label(s) {unknown}; expected '
+                         f'{list(NIH_CLASSES)}.')
     return out.reset_index(drop=True)
 
 
@@ -205,17 +206,17 @@ class NIHChestXray14Dataset(BaseCXRDataset):
                     gt_score=score,
                     _id=name))
         else:
-            bbox_path = resolve_file(self.bbox_file, [self.data_root], 'box list',
-                                     'NIHChestXray14Dataset',
-                                     'Copy BBox_List_2017.csv from the NIH release or pass bbox_file=.')
+            bbox_path = resolve_file(
+                self.bbox_file, [self.data_root], 'box list', 'NIHChestXray14Dataset',
+                'Copy BBox_List_2017.csv from the NIH release or pass bbox_file=.')
             self.ann_file = bbox_path
             boxes = read_nih_bbox_table(bbox_path)
             entry_path = self._find_data_entry(required=False)
             meta = {}
             if entry_path is not None:
                 entry = read_nih_data_entry(entry_path)
-                meta = {n.strip(): (p, v) for n, p, v in zip(entry['Image Index'], entry['Patient ID'],
-                                                             entry['View Position'])}
+                rows = zip(entry['Image Index'], entry['Patient ID'], entry['View Position'])
+                meta = {n.strip(): (p, v) for n, p, v in rows}
             for (name, label), group in boxes.groupby(['image_index', 'finding_label'], sort=False):
                 if official is not None and name not in official:
                     continue

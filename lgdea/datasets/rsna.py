@@ -43,9 +43,8 @@ def read_rsna_labels(path: str) -> pd.DataFrame:
                          f'on Target.')
     targets = per_patient.first()
     xywh = coords.to_numpy(dtype=np.float32)
-    box_rows = {}
-    for patient, index in patients[positive].groupby(patients[positive], sort=False).indices.items():
-        box_rows[patient] = index
+    positive_patients = patients[positive]
+    box_rows = positive_patients.groupby(positive_patients, sort=False).indices
     positive_index = np.flatnonzero(positive.to_numpy())
     empty = np.zeros((0, 4), dtype=np.float32)
     rows = []

@@ -1,8 +1,9 @@
 """Base class of evidence extractors (Eq. 2: ``E(R) = LLM(R)``)."""
 import hashlib
+import inspect
 import json
 import time
-from abc import ABCMeta, abstractmethod
+from abc import ABCMeta
 from typing import Callable, List, Optional, Sequence
 
 from .policy import EvidencePolicy
@@ -57,7 +58,11 @@ class BaseEvidenceExtractor(metaclass=ABCMeta):
 
     @property
     def config_hash(self) -> str:
-        return stable_hash(self.config_dict())
+        """Hash of :meth:`config_dict`; computed once (extractors are immutable after init)."""
+        cached = self.__dict__.get('_config_hash_cache')
+        if cached is None:
+            cached = self.__dict__['_config_hash_cache'] = stable_hash(self.config_dict())
+        return cached
 
     @property
     def namespace(self) -> str:
@@ -71,9 +76,41 @@ class BaseEvidenceExtractor(metaclass=ABCMeta):
                     prompt_hash=self.prompt_hash, config_hash=self.config_hash,
                     namespace=self.namespace, config=self.config_dict())
 
+    def _record_init_args(self, local_vars: dict) -> None:
+        """Remember the non-default ``__init__`` arguments (for :meth:`cli_args`).
+
+        Call as ``self._record_init_args(locals())`` at the top of a subclass ``__init__``.
+        An argument that is not JSON-serialisable (a chat-model object, a callable) makes
+        the extractor not reproducible from the command line (``cli_args() -> None``).
+        """
+        sig = inspect.signature(type(self).__init__)
+        cfg: Optional[dict] = {}
+        for name, param in sig.parameters.items():
+            if name == 'self' or name not in local_vars:
+                continue
+            value = local_vars[name]
+            if param.default is not inspect.Parameter.empty and value == param.default:
+                continue
+            if isinstance(value, EvidencePolicy):
+                value = value.to_dict()
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                cfg = None
+                break
+            cfg[name] = list(value) if isinstance(value, tuple) else value
+        self._init_args = cfg
+
     def cli_args(self) -> Optional[List[str]]:
-        """Arguments of ``tools/extract_evidence.py`` that rebuild this extractor, or None."""
-        return None
+        """Arguments of ``tools/extract_evidence.py`` that rebuild this extractor exactly
+        (same cache namespace), or None when it holds objects a command line cannot carry."""
+        cfg = getattr(self, '_init_args', {})
+        if cfg is None:
+            return None
+        args = ['--extractor', self.extractor_id]
+        if cfg:
+            args += ['--extractor-cfg', json.dumps(cfg, sort_keys=True)]
+        return args
 
     # --------------------------------------------------------------- data-use guardrail
     def endpoint(self) -> Optional[str]:
@@ -88,9 +125,18 @@ class BaseEvidenceExtractor(metaclass=ABCMeta):
     # ---------------------------------------------------------------------- extraction
     def make_record(self, text: str, *, status: str, findings: Sequence[EvidenceFinding] = (),
                     rejected: Sequence[str] = (), error: Optional[str] = None,
-                    attempts: int = 1) -> EvidenceRecord:
-        """Apply the policy to raw ``findings`` and wrap the outcome as a cache record."""
+                    attempts: int = 1, dropped_before: Optional[dict] = None) -> EvidenceRecord:
+        """Apply the policy to raw ``findings`` and wrap the outcome as a cache record.
+
+        ``dropped_before`` counts findings an extractor already dropped by the same policy
+        (:meth:`EvidencePolicy.drop_reason`) without building them; they are added to the
+        record's ``dropped`` counts.
+        """
         kept, dropped = self.policy.apply(list(findings)) if status == 'ok' else ([], {})
+        if dropped_before:
+            dropped = dict(dropped)
+            for reason, n in dropped_before.items():
+                dropped[reason] = dropped.get(reason, 0) + n
         return EvidenceRecord(
             text_sha256=sha256_text(text), extractor_id=self.extractor_id,
             extractor_version=self.version, prompt_hash=self.prompt_hash,

@@ -24,10 +24,7 @@ FINDING_PATTERNS = OrderedDict([
         r'enlarged heart(?: size)?',
         r'increased (?:heart|cardiac) size',
         r'(?:heart|heart size|cardiac size|cardiac silhouette|cardiac shadow|cardiac contour)'
-        r' (?:is|are|appears?|remains?|seems|looks)(?: to be)?'
-        r'(?: (?:again|still|now|stably|slightly|mildly|moderately|markedly|severely|massively'
-        r'|minimally|significantly|borderline|at least|not|grossly|probably|likely|possibly))*'
-        r' (?:enlarged|increased|large)']),
+        r'(?: [\w/-]+){0,4}? (?:enlarged|increased in size)', r'heart enlargement']),
     ('enlarged_cardiomediastinum', [
         r'widen(?:ed|ing) (?:of )?(?:the )?(?:superior )?mediastin(?:um|al silhouette|al contour)',
         r'mediastinal (?:widening|enlargement|prominence)',
@@ -56,7 +53,8 @@ FINDING_PATTERNS = OrderedDict([
         r'fluid (?:in|within) the (?:\w+ )?(?:fissure|pleural space)']),
     ('pericardial_effusion', [r'pericardial effusions?']),
     ('costophrenic_blunting', [
-        r'blunt(?:ing|ed) (?:of )?(?:the )?(?:\w+ ){0,2}(?:costophrenic|cp) (?:angles?|sulc(?:us|i)|'
+        r'blunt(?:ing|ed) (?:of )?(?:the )?(?:\w+ ){0,2}(?:costophrenic|cp) '
+        r'(?:angles?|sulc(?:us|i)|'
         r'recess(?:es)?)',
         r'(?:costophrenic|cp) (?:angles?|sulc(?:us|i)) (?:is |are )?(?:\w+ )?blunt(?:ed|ing)']),
     ('nodule_mass', [
@@ -64,8 +62,10 @@ FINDING_PATTERNS = OrderedDict([
         r'(?:lung|pulmonary|cavitary|parenchymal|spiculated) lesions?']),
     ('granuloma', [r'granulomas?', r'granulomata',
                    r'granulomatous(?: disease| changes?| process| infection| scarring)?']),
-    ('emphysema', [r'emphysema(?:tous)?(?: changes?)?', r'bull(?:a|ae|ous)', r'blebs?']),
-    ('subcutaneous_emphysema', [r'subcutaneous (?:emphysema|air|gas)', r'soft tissue (?:emphysema|air)']),
+    ('emphysema', [r'emphysema(?:tous)?(?: changes?)?',
+                   r'bull(?:a|ae|ous)(?: emphysema| disease| changes?)?', r'blebs?']),
+    ('subcutaneous_emphysema', [r'subcutaneous (?:emphysema|air|gas)',
+                                r'soft tissue (?:emphysema|air)']),
     ('copd', [r'chronic obstructive (?:pulmonary|lung|airways?) disease', r'copd']),
     ('hyperinflation', [
         r'hyperinflat(?:ion|ed)', r'hyperexpan(?:sion|ded)', r'hyperaerat(?:ion|ed)',
@@ -84,19 +84,20 @@ FINDING_PATTERNS = OrderedDict([
         r'interstitial (?:prominence|pattern|changes?|thickening|process|disease)',
         r'peribronchial (?:cuffing|thickening)', r'bronchial wall thickening']),
     ('calcification', [
-        r'calcifications?', r'calcified (?:aorta|aortic (?:knob|arch)|lymph nodes?|nodes?|'
-        r'plaques?|(?:hilar|mediastinal) (?:lymph )?nodes?)',
+        r'calcifications?', r'calcified (?:aorta|aortic (?:knob|arch)|plaques?)',
+        r'calcified (?:\w+ ){0,3}?(?:lymph )?nodes?',
         r'atheroscleros(?:is|tic(?: changes?| calcifications?| disease| plaques?)?)',
         r'atheromatous(?: changes?| calcifications?| disease)?']),
     ('tortuous_aorta', [
         r'tortu(?:ous|osity)(?: of the)?(?: thoracic| descending)? aort(?:a|ic arch|ic knob)',
         r'aort(?:a|ic arch|ic knob) (?:is|appears?|remains?) (?:\w+ )?'
         r'(?:tortuous|ectatic|unfolded|dilated|enlarged)',
-        r'(?:tortuous|ectatic|unfolded|dilated|enlarged) (?:thoracic |descending )?aort(?:a|ic arch|ic knob)',
+        r'(?:tortuous|ectatic|unfolded|dilated|enlarged) (?:thoracic |descending )?'
+        r'aort(?:a|ic arch|ic knob)',
         r'aortic (?:ectasia|tortuosity|aneurysm|dilatation|dilation|enlargement|unfolding)',
         r'tortuosity']),
     ('degenerative_changes', [
-        r'degenerative (?:changes?|disease|joint disease|disc disease|spurring|arthritis)',
+        r'degenerative (?:\w+ )?(?:changes?|disease|spurring|arthritis|arthropathy)',
         r'spondylos(?:is|es)', r'osteophytes?', r'osteophytic(?: changes?)?',
         r'osteoarthrit(?:is|ic(?: changes?)?)', r'djd', r'arthritis', r'arthritic changes?',
         r'spurring']),
@@ -115,6 +116,14 @@ FINDING_PATTERNS = OrderedDict([
         r'(?:prominent|enlarged|full|bulky) (?:hila|hilum|hilar (?:shadows?|regions?|contours?))',
         r'hil(?:a|um) (?:is|are|appears?) (?:\w+ )?(?:prominent|enlarged|full)']),
     ('pneumomediastinum', [r'pneumomediastinum']),
+    ('low_lung_volumes', [r'(?:low|decreased|diminished|reduced) lung volumes?',
+                          r'lung volumes (?:are|remain) (?:\w+ )?'
+                          r'(?:low|decreased|diminished|reduced)',
+                          r'hypoinflat(?:ion|ed)', r'(?:poor|shallow) inspiration',
+                          r'bronchovascular crowding']),
+    ('cardiac_chamber_enlargement', [
+        r'(?:left|right) (?:atrial|ventricular) (?:enlargement|prominence|hypertrophy)',
+        r'enlarged (?:left|right) (?:atrium|ventricle)']),
     ('pneumoperitoneum', [r'pneumoperitoneum',
                           r'free (?:intraperitoneal |subdiaphragmatic |abdominal )?air']),
     ('osteopenia', [r'osteopeni(?:a|c)', r'demineraliz(?:ation|ed)', r'osteoporo(?:sis|tic)']),
@@ -153,7 +162,13 @@ DEVICE_PATTERNS = OrderedDict([
         r'(?:fixation )?(?:plates?|screws?|rods?)', r'stents?', r'coils?', r'cabg',
         r'post-?(?:surgical|operative) changes?', r'(?:breast )?implants?', r'prosthes(?:is|es)',
         r'wires?', r'(?:ekg|ecg|monitoring|telemetry) (?:leads|wires|electrodes|pads)',
-        r'electrodes?', r'tubes?', r'drains?']),
+        r'electrodes?', r'tubes?', r'drains?',
+        r'(?:vagal |vagus |spinal |nerve |neuro)*stimulators?',
+        r'(?:cardiac |external |telemetry )?monitor(?:ing)? (?:leads|wires|electrodes)',
+        r'(?:closure|electronic|medical|cardiac|implanted|implantable) devices?',
+        r'(?:vertebro|kypho)plast(?:y|ies)',
+        r'tip (?:projects|projecting|overlies|overlying|terminates|terminating|approximat\w+|'
+        r'(?:is|lies) (?:in|at|within|projecting|overlying))']),
 ])
 
 #: Spans masked before matching findings (look like findings, are not).
@@ -168,7 +183,8 @@ FALSE_POSITIVE_PATTERNS = [
 #: Uncertainty before the finding ("possible pneumonia", "cannot exclude effusion").
 UNCERTAIN_PRE = [
     r'cannot be entirely excluded', r'cannot (?:entirely |completely )?(?:exclude|rule out)',
-    r'can ?not (?:exclude|rule out)', r"can't (?:exclude|rule out)", r'difficult to (?:exclude|rule out)',
+    r'can ?not (?:exclude|rule out)', r"can't (?:exclude|rule out)",
+    r'difficult to (?:exclude|rule out)',
     r'not (?:entirely |completely )?(?:exclude|excluded|ruled out)', r'possibility of',
     r'possible', r'possibly', r'probable', r'probably', r'likely', r'presumed', r'presumably',
     r'(?:may|might|could|possibly|probably|likely) (?:be )?(?:due to|related to|secondary to)',
@@ -178,7 +194,8 @@ UNCERTAIN_PRE = [
     r'concerning for', r'concern for', r'worrisome for', r'questionable', r'question of',
     r'differential (?:diagnosis )?(?:includes?|considerations? includes?)?', r'versus', r'vs',
     r'borderline', r'equivocal', r'indeterminate', r'favou?r(?:ed|s)?', r'(?:to )?rule out',
-    r'r/o', r'evaluat(?:e|ion) for', r'assess(?:ment)? for', r'raising the possibility of', r'may', r'might',
+    r'r/o', r'evaluat(?:e|ion) for', r'assess(?:ment)? for', r'raising the possibility of',
+    r'may', r'might',
     ]
 #: Uncertainty after the finding ("effusion is not excluded").
 UNCERTAIN_POST = [

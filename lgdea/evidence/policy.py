@@ -8,7 +8,7 @@ one canonical phrase (``no_finding_phrase``) so that ``|E(R)| >= 1``.
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .schema import NO_FINDING_PHRASE, EvidenceFinding
 
@@ -50,7 +50,20 @@ class EvidencePolicy:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def apply(self, findings: List[EvidenceFinding]) -> Tuple[List[EvidenceFinding], Dict[str, int]]:
+    def drop_reason(self, kind: str, certainty: str) -> Optional[str]:
+        """Why a finding of this kind / certainty is dropped, or None when it is kept."""
+        if kind == 'device' and not self.keep_devices:
+            return 'device'
+        if kind == 'comparison' and not self.keep_comparisons:
+            return 'comparison'
+        if certainty == 'negated' and not self.keep_negated:
+            return 'negated'
+        if certainty == 'uncertain' and not self.keep_uncertain:
+            return 'uncertain'
+        return None
+
+    def apply(self, findings: List[EvidenceFinding]
+              ) -> Tuple[List[EvidenceFinding], Dict[str, int]]:
         """Filter ``findings`` (report order) by the policy.
 
         Returns:
@@ -60,17 +73,9 @@ class EvidencePolicy:
         dropped: Counter = Counter()
         kept: List[EvidenceFinding] = []
         for f in findings:
-            if f.kind == 'device' and not self.keep_devices:
-                dropped['device'] += 1
-                continue
-            if f.kind == 'comparison' and not self.keep_comparisons:
-                dropped['comparison'] += 1
-                continue
-            if f.certainty == 'negated' and not self.keep_negated:
-                dropped['negated'] += 1
-                continue
-            if f.certainty == 'uncertain' and not self.keep_uncertain:
-                dropped['uncertain'] += 1
+            reason = self.drop_reason(f.kind, f.certainty)
+            if reason is not None:
+                dropped[reason] += 1
                 continue
             if f.certainty == 'uncertain' and self.hedge_in_phrase and \
                     not f.phrase.lower().startswith('possible '):
@@ -93,23 +98,29 @@ def _location_key(f: EvidenceFinding) -> frozenset:
 
 
 def _dedupe(findings: List[EvidenceFinding]) -> Tuple[List[EvidenceFinding], int]:
-    """Merge findings with the same (name, location words, certainty, kind)."""
+    """Merge restatements: same finding name, certainty and kind, and the location words of
+    one contained in the other's ("left pleural effusion" restates "small left pleural
+    effusion"; "effusion" restates both; "right ..." and "left ..." stay apart). The longer
+    phrase is kept at the place of the first mention."""
     out: List[EvidenceFinding] = []
-    index: Dict[tuple, int] = {}
+    keys: List[tuple] = []
     n_dup = 0
     for f in findings:
         name = f.finding or f.phrase.lower()
-        key = (name, _location_key(f), f.certainty, f.kind)
-        exact = next((i for i, g in enumerate(out) if g.phrase.lower() == f.phrase.lower()), None)
-        if exact is not None:
-            n_dup += 1
+        loc = _location_key(f)
+        hit = None
+        for i, (k_name, k_loc, k_cert, k_kind) in enumerate(keys):
+            if out[i].phrase.lower() == f.phrase.lower() or (
+                    (k_name, k_cert, k_kind) == (name, f.certainty, f.kind)
+                    and (loc <= k_loc or k_loc <= loc)):
+                hit = i
+                break
+        if hit is None:
+            keys.append((name, loc, f.certainty, f.kind))
+            out.append(f)
             continue
-        if key in index:
-            n_dup += 1
-            i = index[key]
-            if len(f.phrase.split()) > len(out[i].phrase.split()):
-                out[i] = f
-            continue
-        index[key] = len(out)
-        out.append(f)
+        n_dup += 1
+        if len(f.phrase.split()) > len(out[hit].phrase.split()):
+            out[hit] = f
+            keys[hit] = (name, loc | keys[hit][1], f.certainty, f.kind)
     return out, n_dup

@@ -7,20 +7,18 @@ from typing import List, Optional, Tuple
 
 def format_sectioned_report(findings: Optional[str] = None,
                             impression: Optional[str] = None) -> Optional[str]:
-    """The sectioned report text ``'FINDINGS: ...\\nIMPRESSION: ...'`` (missing parts left out).
+    """The dataset report text of separate sections: whitespace-normalised sections joined
+    by one space, in the order findings, impression (missing parts left out).
 
-    This is the text that is hashed for the evidence cache, so datasets that build their
-    ``report`` key from separate sections should use this function too.
+    This matches the ``report`` key that the datasets build (``IUXrayDataset`` and
+    ``lgdea.datasets.section_parser.extract_report`` join sections with ``' '``), so that
+    a report file in section form hashes to the same cache keys as the dataset records.
 
     Returns:
         The text, or None when both sections are empty.
     """
-    parts = []
-    if findings and str(findings).strip():
-        parts.append(f'FINDINGS: {str(findings).strip()}')
-    if impression and str(impression).strip():
-        parts.append(f'IMPRESSION: {str(impression).strip()}')
-    return '\n'.join(parts) if parts else None
+    parts = [' '.join(str(p).split()) for p in (findings, impression) if p and str(p).strip()]
+    return ' '.join(parts) if parts else None
 
 
 def _record_text(rec: dict, where: str) -> Optional[str]:

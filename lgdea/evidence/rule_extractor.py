@@ -14,22 +14,89 @@ Throughput: ~10^4 reports/s on one core (``benchmarks/bench_evidence_extraction.
 import re
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+try:  # Python >= 3.11
+    from re import _constants as _c
+    from re import _parser
+except ImportError:  # pragma: no cover - Python < 3.11
+    import sre_constants as _c
+    import sre_parse as _parser
+
 from lgdea.registry import EVIDENCE_EXTRACTORS
 
 from . import lexicon as lex
 from .base import BaseEvidenceExtractor, stable_hash
 from .schema import EvidenceFinding
 
-_WORD_CHARS = r'[\w/\'-]'
+_WORD_CHARS = r"[\w'-]"
 
 
-def _alternation(patterns: Sequence[str]) -> str:
-    """``(p1)|(p2)|...``, one capturing group per pattern, longest pattern first."""
-    for p in patterns:
+def _first_chars(items) -> Tuple[Optional[set], bool]:
+    """Possible first characters of a parsed pattern and whether it can match ''.
+
+    Returns ``(None, ...)`` when any character may come first.
+    """
+    acc: set = set()
+    for op, av in items:
+        if op is _c.LITERAL:
+            return acc | {chr(av)}, False
+        if op is _c.IN:
+            for sub_op, sub_av in av:
+                if sub_op is _c.LITERAL:
+                    acc.add(chr(sub_av))
+                elif sub_op is _c.RANGE:
+                    acc.update(chr(c) for c in range(sub_av[0], sub_av[1] + 1))
+                else:
+                    return None, False
+            return acc, False
+        if op is _c.SUBPATTERN:
+            first, nullable = _first_chars(av[-1].data)
+        elif op is _c.BRANCH:
+            first, nullable = set(), False
+            for branch in av[1]:
+                f, n = _first_chars(branch.data)
+                if f is None:
+                    return None, False
+                first |= f
+                nullable = nullable or n
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT):
+            first, nullable = _first_chars(av[2].data)
+            nullable = nullable or av[0] == 0
+        elif op is _c.AT:
+            continue
+        else:
+            return None, False
+        if first is None:
+            return None, False
+        acc |= first
+        if not nullable:
+            return acc, False
+    return acc, True
+
+
+def _alternation(patterns: Sequence[str]) -> Tuple[str, List[int]]:
+    """One capturing group per pattern, dispatched on the first character.
+
+    Python's ``re`` tries every branch of an alternation at every position; grouping the
+    branches behind a one-character lookahead makes a scan ~10x faster. Order inside a
+    bucket follows ``patterns`` (longest first), so leftmost-longest matching is kept.
+
+    Returns:
+        ``(regex, owners)``: ``owners[g - 1]`` is the index in ``patterns`` of group ``g``.
+    """
+    buckets: Dict[Optional[str], List[int]] = {}
+    for i, p in enumerate(patterns):
         if re.compile(p).groups:
             raise ValueError(f'lexicon pattern {p!r} must not contain capturing groups; '
                              'use (?:...)')
-    return '|'.join(f'({p})' for p in patterns)
+        first, nullable = _first_chars(_parser.parse(p).data)
+        for ch in ([None] if first is None or nullable else sorted(first)):
+            buckets.setdefault(ch, []).append(i)
+    parts, owners = [], []
+    for ch, members in buckets.items():
+        body = '|'.join(f'({patterns[i]})' for i in members)
+        owners.extend(members)
+        parts.append(body if ch is None else f'(?={re.escape(ch)})(?:{body})')
+    return '|'.join(parts), owners
 
 
 def _bounded(body: str) -> str:
@@ -46,8 +113,9 @@ class _CompiledLexicon:
         for name, pats in devices.items():
             entries += [(p, name, 'device') for p in pats]
         entries.sort(key=lambda e: -len(e[0]))
-        self.mention_info = [(name, kind) for _, name, kind in entries]
-        self.mention_re = re.compile(_bounded(_alternation([e[0] for e in entries])))
+        body, owners = _alternation([e[0] for e in entries])
+        self.mention_info = [(entries[i][1], entries[i][2]) for i in owners]
+        self.mention_re = re.compile(_bounded(body))
 
         categories: Dict[str, set] = {}
         for cat, pats in (('pseudo', lex.PSEUDO_NEGATION), ('unc_pre', lex.UNCERTAIN_PRE),
@@ -59,8 +127,10 @@ class _CompiledLexicon:
         # ':' is matched outside the word-bounded alternation (it is not a word); it is the
         # last group, so group index -> categories stays aligned.
         trig = sorted((p for p in categories if p != ':'), key=lambda p: -len(p))
-        self.trigger_cats = [frozenset(categories[p]) for p in trig] + [frozenset({'term'})]
-        self.trigger_re = re.compile(_bounded(_alternation(trig)) + '|(:)')
+        body, owners = _alternation(trig)
+        self.trigger_cats = [frozenset(categories[trig[i]]) for i in owners] + \
+            [frozenset({'term'})]
+        self.trigger_re = re.compile(_bounded(body) + '|(:)')
 
         self.false_positive_re = re.compile(_bounded('|'.join(lex.FALSE_POSITIVE_PATTERNS)))
         self.comparison_re = re.compile(_bounded('|'.join(lex.COMPARISON_TERMS)))
@@ -125,6 +195,7 @@ class RuleEvidenceExtractor(BaseEvidenceExtractor):
                  max_phrase_words: int = 12,
                  extra_findings: Optional[Dict[str, List[str]]] = None,
                  extra_devices: Optional[Dict[str, List[str]]] = None):
+        self._record_init_args(locals())
         super().__init__(policy)
         self.sections = tuple(sections)
         unknown = set(self.sections) - set(lex.SECTION_NAMES.values())
@@ -149,9 +220,6 @@ class RuleEvidenceExtractor(BaseEvidenceExtractor):
                     neg_window=self.neg_window, unc_window=self.unc_window,
                     post_window=self.post_window, short_window=self.short_window,
                     max_phrase_words=self.max_phrase_words, lexicon_hash=self._lexicon_hash)
-
-    def cli_args(self) -> List[str]:
-        return ['--extractor', 'rule']
 
     # ------------------------------------------------------------------------ sections
     def read_sections(self, text: str) -> List[str]:
@@ -182,14 +250,30 @@ class RuleEvidenceExtractor(BaseEvidenceExtractor):
         return cleaned
 
     # ---------------------------------------------------------------------- extraction
-    def _extract_findings(self, text: str) -> List[EvidenceFinding]:
+    def extract(self, text: str):
+        if not isinstance(text, str):
+            raise TypeError(f'report text must be a str, got {type(text).__name__}')
+        dropped: Dict[str, int] = {}
+        findings = self._extract_findings(text, dropped)
+        return self.make_record(text, status='ok', findings=findings, dropped_before=dropped)
+
+    def _extract_findings(self, text: str, dropped: Optional[Dict[str, int]] = None
+                          ) -> List[EvidenceFinding]:
+        """Findings of ``text`` in report order.
+
+        Args:
+            dropped: when given, findings that the policy drops (negated, devices, ...) are
+                only counted here, by reason, and not built (fast path); when None every
+                finding is returned.
+        """
         findings: List[EvidenceFinding] = []
         for body in self.read_sections(text.lower()):
             for sentence, question in self.sentences(body):
-                findings.extend(self._analyse_sentence(sentence, question))
+                findings.extend(self._analyse_sentence(sentence, question, dropped))
         return findings
 
-    def _analyse_sentence(self, s: str, question: bool) -> List[EvidenceFinding]:
+    def _analyse_sentence(self, s: str, question: bool,
+                          dropped: Optional[Dict[str, int]] = None) -> List[EvidenceFinding]:
         lx = self._lx
         if lx.false_positive_re.search(s):
             s = lx.false_positive_re.sub(lambda m: ' ' * len(m.group(0)), s)
@@ -198,19 +282,31 @@ class RuleEvidenceExtractor(BaseEvidenceExtractor):
             name, kind = lx.mention_info[m.lastindex - 1]
             mentions.append((m.start(), m.end(), name, kind))
         if not mentions:
-            return self._comparison_statement(s)
+            found = self._comparison_statement(s)
+            if found and dropped is not None and \
+                    self.policy.drop_reason('comparison', 'positive') is not None:
+                dropped['comparison'] = dropped.get('comparison', 0) + 1
+                return []
+            return found
         triggers = [(m.start(), m.end(), lx.trigger_cats[m.lastindex - 1])
                     for m in lx.trigger_re.finditer(s)]
         terms = [t[0] for t in triggers if 'term' in t[2]]
         out = []
+        drop_reason = self.policy.drop_reason
         for ms, me, name, kind in mentions:
             certainty = self._certainty(s, ms, me, triggers, terms, question)
+            if dropped is not None:
+                reason = drop_reason(kind, certainty)
+                if reason is not None:
+                    dropped[reason] = dropped.get(reason, 0) + 1
+                    continue
             phrase = self._phrase(s, ms, me)
             words = phrase.split()
             loc = [w for w in dict.fromkeys(words) if w in lx.location_field]
-            out.append(EvidenceFinding(phrase=phrase, finding=name, kind=kind,
-                                       location=' '.join(loc) if loc else None,
-                                       certainty=certainty))
+            # model_construct: the values are built here and already valid (fast path)
+            out.append(EvidenceFinding.model_construct(
+                phrase=phrase, finding=name, kind=kind, location=' '.join(loc) if loc else None,
+                certainty=certainty, hedged=certainty == 'uncertain'))
         return out
 
     def _certainty(self, s: str, ms: int, me: int, triggers, terms, question: bool) -> str:
@@ -287,8 +383,9 @@ class RuleEvidenceExtractor(BaseEvidenceExtractor):
             words.pop(0)
         if not words:
             return []
-        return [EvidenceFinding(phrase=' '.join(words[:self.max_phrase_words]), finding=None,
-                                kind='comparison', certainty='positive')]
+        return [EvidenceFinding.model_construct(
+            phrase=' '.join(words[:self.max_phrase_words]), finding=None, location=None,
+            kind='comparison', certainty='positive', hedged=False)]
 
 
 def _trigger_tables() -> list:

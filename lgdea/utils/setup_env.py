@@ -11,6 +11,9 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     Args:
         init_default_scope: make ``lgdea`` the default scope, as mmpretrain does for its own.
     """
+    # mmpretrain's registries load lazily; lgdea's child registries only see what is loaded.
+    import mmpretrain.utils
+    mmpretrain.utils.register_all_modules(init_default_scope=False)
     import lgdea.datasets  # noqa: F401
     import lgdea.engine  # noqa: F401
     import lgdea.evaluation  # noqa: F401

@@ -7,6 +7,9 @@ synthetic = dict(type='SyntheticCXRDataset', cache_dir=synthetic_root, seed=0,
                  image_size=64, num_studies=2000)
 pair_ratio = 1.0
 pair_seed = 0
+# Evidence phrases (Eq. 2) from the offline rule extractor, cached; evaluation candidates of
+# every method carry them (LGDEA and the CLIP-on-evidence control encode them).
+evidence = dict(extractor=dict(type='rule'), cache_dir='data/evidence_cache')
 
 train_pipeline = [
     dict(type='LoadCXRImage'),
@@ -17,8 +20,10 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadCXRImage'),
     dict(type='ResizeCXR', scale=(64, 64)),
+    dict(type='EvidenceTokenizer', max_phrases=8, evidence=evidence),
     dict(type='PackVLInputs'),
 ]
+report_pipeline = [dict(type='EvidenceTokenizer', max_phrases=8), dict(type='PackVLInputs')]
 
 # Paired-pool training (CLIP and the baselines); LGDEA configs switch to the propagation
 # sampler and include the unpaired pools.

@@ -4,14 +4,38 @@ Everything that changes the generated content lives in :class:`SyntheticCXRConfi
 :meth:`~SyntheticCXRConfig.config_hash` names the cache directory
 (``<cache_dir>/synthetic_cxr_<hash>``), so two configs never share a cache and the same config
 always finds its cache again.
+
+The hash also covers a fingerprint of the generator's source files
+(:func:`source_fingerprint`), so a cache written by another version of the code is never
+taken for this one's.
 """
 import dataclasses
+import functools
 import hashlib
 import json
+import os
+import os.path as osp
 from typing import Dict, Optional, Sequence, Tuple
 
-#: Bump when the generated content changes for an unchanged config (invalidates caches).
+#: Human-readable version of the generator (the cache key also fingerprints the source).
 GENERATOR_VERSION = '1.0'
+
+#: Package modules that do not change the generated content (left out of the fingerprint).
+_NOT_CONTENT = ('__init__.py', 'prompts.py')
+
+
+@functools.lru_cache(maxsize=1)
+def source_fingerprint() -> str:
+    """Short hash of the generator's source files (every ``.py`` of this package that can
+    change the generated images, reports or splits)."""
+    package = osp.dirname(osp.abspath(__file__))
+    digest = hashlib.sha1()
+    for name in sorted(os.listdir(package)):
+        if name.endswith('.py') and name not in _NOT_CONTENT:
+            digest.update(name.encode('utf-8'))
+            with open(osp.join(package, name), 'rb') as f:
+                digest.update(f.read())
+    return digest.hexdigest()[:12]
 
 #: Internal finding keys, in MS-CXR (alphabetical) order.
 FINDING_KEYS: Tuple[str, ...] = (
@@ -198,9 +222,10 @@ class SyntheticCXRConfig:
         return out
 
     def config_hash(self) -> str:
-        """Short hash of every field plus :data:`GENERATOR_VERSION` (names the cache dir)."""
-        payload = json.dumps(dict(version=GENERATOR_VERSION, config=self.to_dict()),
-                             sort_keys=True)
+        """Short hash of every field, :data:`GENERATOR_VERSION` and the source fingerprint
+        (names the cache dir)."""
+        payload = json.dumps(dict(version=GENERATOR_VERSION, source=source_fingerprint(),
+                                  config=self.to_dict()), sort_keys=True)
         return hashlib.sha1(payload.encode('utf-8')).hexdigest()[:12]
 
     def class_probabilities(self, keys: Sequence[str] = FINDING_KEYS):

@@ -19,8 +19,12 @@ def col(values) -> np.ndarray:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Numerically safe logistic function (float32)."""
-    return (0.5 * (1.0 + np.tanh(0.5 * np.clip(x, -60, 60)))).astype(F32, copy=False)
+    """Logistic function ``1 / (1 + exp(-x)) = (1 + tanh(x / 2)) / 2``, computed in place."""
+    t = np.multiply(x, 0.5, dtype=F32)
+    np.tanh(t, out=t)
+    t *= 0.5
+    t += 0.5
+    return t
 
 
 def soft_inside(radius: np.ndarray, edge: float) -> np.ndarray:
@@ -55,20 +59,24 @@ def polyline_distance(u, v, points: np.ndarray) -> np.ndarray:
     return dist
 
 
+@functools.lru_cache(maxsize=16)
+def _catmull_rom_weights(num_control: int, samples: int) -> np.ndarray:
+    """Weights ``[samples, K + 2]`` mapping end-padded control points to curve samples."""
+    segs = num_control - 1
+    weights = np.zeros((samples, num_control + 2))
+    for i, t in enumerate(np.linspace(0, segs, samples)):
+        k = min(int(t), segs - 1)
+        s = t - k
+        weights[i, k:k + 4] = 0.5 * np.array([-s + 2 * s * s - s ** 3, 2 - 5 * s * s + 3 * s ** 3,
+                                              s + 4 * s * s - 3 * s ** 3, -s * s + s ** 3])
+    return weights
+
+
 def catmull_rom(control: np.ndarray, samples: int) -> np.ndarray:
     """Smooth curve through the control points ``[K, 2]`` sampled at ``samples`` points."""
     control = np.asarray(control, dtype=np.float64)
     padded = np.concatenate([control[:1], control, control[-1:]], axis=0)
-    segs = len(control) - 1
-    t_all = np.linspace(0, segs, samples)
-    out = np.empty((samples, 2))
-    for i, t in enumerate(t_all):
-        k = min(int(t), segs - 1)
-        s = t - k
-        p0, p1, p2, p3 = padded[k], padded[k + 1], padded[k + 2], padded[k + 3]
-        out[i] = 0.5 * ((2 * p1) + (-p0 + p2) * s + (2 * p0 - 5 * p1 + 4 * p2 - p3) * s * s
-                        + (-p0 + 3 * p1 - 3 * p2 + p3) * s ** 3)
-    return out
+    return _catmull_rom_weights(len(control), samples) @ padded
 
 
 @functools.lru_cache(maxsize=64)

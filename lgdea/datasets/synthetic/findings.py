@@ -29,7 +29,7 @@ consolidation        dense focal blob (op 0.8 g) with an irregular edge and dark
                      bronchograms
 edema                bilateral perihilar (bat-wing) haze, plus Kerley-B lines laterally at the
                      bases from ``s >= 1``
-lung_opacity         smooth ground-glass haze (op 0.32-0.45 g), no texture
+lung_opacity         smooth ground-glass haze (op 0.36-0.55 g), no texture
 pleural_effusion     basal fluid with a meniscus rising laterally; blunts the costophrenic angle
                      and hides the hemidiaphragm (height 0.045 / 0.09 / 0.15)
 pneumonia            patchy (textured) focal opacity; ``pattern='peripheral'`` = bilateral
@@ -45,6 +45,7 @@ import numpy as np
 from .anatomy import dome_height, heart_from_params, lung_radius
 from .config import FINDING_KEYS, SEVERITIES
 from .drawing import F32, col, ellipse_radius, segment_distance, sigmoid, soft_inside
+from .rng import categorical
 
 #: Zone probabilities per category (None: the category has a fixed place).
 ZONE_PROBS: Dict[str, Optional[Dict[str, float]]] = dict(
@@ -98,7 +99,7 @@ def sample_finding(category: str, rng: np.random.Generator, severity_probs, bila
     if category not in FINDING_KEYS:
         raise KeyError(f'unknown finding category {category!r}; use one of {FINDING_KEYS}')
     if severity is None:
-        severity = SEVERITIES[int(rng.choice(3, p=severity_probs))]
+        severity = SEVERITIES[categorical(rng, severity_probs)]
     lat = LATERALITY[category]
     if pattern == 'peripheral':
         if category != 'pneumonia':
@@ -114,7 +115,7 @@ def sample_finding(category: str, rng: np.random.Generator, severity_probs, bila
     zone = None
     if ZONE_PROBS[category] is not None:
         zones = list(ZONE_PROBS[category])
-        zone = zones[int(rng.choice(len(zones), p=list(ZONE_PROBS[category].values())))]
+        zone = zones[categorical(rng, list(ZONE_PROBS[category].values()))]
     if pattern == 'peripheral':
         zone = 'lower'
     if lat == 'central':
@@ -204,7 +205,7 @@ def paint_pneumonia(ctx, rows, side, geos, sev_idx, patterns):
     u, v = ctx.u[rows], ctx.v[rows]
     f, x0, y0 = _focal_centre(ctx, rows, side, geos)
     lung = ctx.anatomy[f'lung_{side}'][rows]
-    patch = np.clip(0.35 + 0.6 * ctx.fields['patch'][rows], 0.0, 1.0)
+    patch = np.clip(0.6 + 0.45 * ctx.fields['patch'][rows], 0.25, 1.0)  # patchy, never empty
     radius = _sev(sev_idx, (0.065, 0.085, 0.11)) * _geo(geos, 'size')
     aspect = _geo(geos, 'aspect')
     env_focal = soft_inside(ellipse_radius(u, v, x0, y0, radius * aspect, radius / aspect,
@@ -216,8 +217,9 @@ def paint_pneumonia(ctx, rows, side, geos, sev_idx, patterns):
     lateral = sigmoid((f['sign'] * (u - f['cx']) / f['rx'] + 0.1) / 0.15)
     env_periph = band * lower * lateral * (0.8 + 0.2 * _geo(geos, 'size'))
     periph = col([p == 'peripheral' for p in patterns])
-    env = np.where(periph > 0, env_periph, env_focal)
-    amp = np.where(periph > 0, _sev(sev_idx, (0.4, 0.48, 0.56)), _sev(sev_idx, (0.55, 0.62, 0.7)))
+    env = env_focal + (env_periph - env_focal) * periph
+    amp = _sev(sev_idx, (0.55, 0.62, 0.7)) + periph * (_sev(sev_idx, (0.4, 0.48, 0.56))
+                                                       - _sev(sev_idx, (0.55, 0.62, 0.7)))
     op = np.clip(ctx.strength * amp * env * patch, 0.0, 0.97)
     return dict(op=op, box_map=env * lung)
 
@@ -230,7 +232,7 @@ def paint_lung_opacity(ctx, rows, side, geos, sev_idx):
     r = ellipse_radius(u, v, x0, y0, radius * aspect, radius / aspect, _geo(geos, 'angle'))
     env = np.exp(-1.5 * r * r)
     lung = ctx.anatomy[f'lung_{side}'][rows]
-    op = np.clip(ctx.strength * _sev(sev_idx, (0.32, 0.38, 0.45)) * env, 0.0, 0.97)
+    op = np.clip(ctx.strength * _sev(sev_idx, (0.36, 0.45, 0.55)) * env, 0.0, 0.97)
     return dict(op=op, box_map=env * lung)
 
 
@@ -297,7 +299,7 @@ def paint_pneumothorax(ctx, rows, side, geos, sev_idx):
     line = np.exp(-((r - (1.0 - width)) / thick) ** 2) * zone
     g = ctx.strength
     keep = 1.0 - min(1.0, g) * rim
-    delta = -0.07 * g * rim + 0.09 * g * line
+    delta = -0.1 * g * rim + 0.12 * g * line
     return dict(keep=keep, delta=delta, box_map=rim)
 
 
@@ -306,5 +308,7 @@ def paint_cardiomegaly(ctx, rows, geos, sev_idx):
     g = ctx.strength
     enlarge = 1.0 + g * (np.asarray((0.16, 0.27, 0.38), dtype=F32)[sev_idx]
                          + np.asarray([gg['size'] for gg in geos], dtype=F32))
-    heart = heart_from_params(ctx.u[rows], ctx.v[rows], params, enlarge)
-    return dict(heart=heart, box_map=heart)
+    u, v = ctx.u[rows], ctx.v[rows]
+    heart = heart_from_params(u, v, params, enlarge)
+    above_diaphragm = sigmoid((dome_height(u, ctx.frame('left', rows)) + 0.01 - v) / 0.008)
+    return dict(heart=heart, box_map=heart * above_diaphragm)

@@ -15,7 +15,7 @@ from .geometry import append_geometry, crop_record, pad_record, resize_record
 
 __all__ = ['ResizeCXR', 'RandomCropCXR', 'CenterCropCXR', 'PadToSquareCXR', 'resize_image']
 
-_CV2_INTERP = dict(nearest=cv2.INTER_NEAREST, bilinear=cv2.INTER_LINEAR,
+_CV2_INTERP = dict(nearest=cv2.INTER_NEAREST_EXACT, bilinear=cv2.INTER_LINEAR,
                    bicubic=cv2.INTER_CUBIC, area=cv2.INTER_AREA)
 
 
@@ -92,7 +92,8 @@ class ResizeCXR(_GeometricTransform):
         append_geometry(results, resize_record(in_shape, self.scale))
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(scale={self.scale}, interpolation='{self.interpolation}')"
+        return (f'{self.__class__.__name__}(scale={self.scale}, '
+                f"interpolation='{self.interpolation}')")
 
 
 class _CropCXR(_GeometricTransform):

@@ -1,2 +1,3 @@
 from .pairing_split_hook import PairingSplitHook  # noqa: F401
 from .corrupt_image_hook import CorruptImageReportHook  # noqa: F401
+from .lgdea_phase_hook import LGDEAPhaseHook  # noqa: F401

@@ -35,9 +35,7 @@ class CorruptImageReportHook(Hook):
         reset_corrupt_images()
         if get_world_size() > 1:
             total = torch.tensor([count], dtype=torch.long)
-            if torch.cuda.is_available() and torch.distributed.get_backend() == 'nccl':
-                total = total.cuda()
-            all_reduce(total, op='sum')
+            all_reduce(total, op='sum')  # mmengine moves it to the backend's device and back
             count = int(total.item())
             gathered = all_gather_object(first)
             first = [p for rank_paths in gathered for p in rank_paths][:self.max_paths]

@@ -1,3 +1,9 @@
 
 from .vl_loops import (VLMultiTestLoop, VLMultiValLoop, VLTestLoop, VLValLoop,  # noqa: F401
                        bind_model_to_metrics, dump_test_results, to_jsonable)
+from .checkpoint import (checkpoint_safe_globals, history_buffer_getattr,  # noqa: F401
+                         register_checkpoint_safe_globals)
+from .cpu_ddp import CPUDistributedDataParallel  # noqa: F401
+from .dist_setup import (CPU_MODEL_WRAPPER, DEFAULT_COLLATE_FN,  # noqa: F401
+                         resolve_collate_fn_scopes, set_dataloader_defaults, setup_runner_env,
+                         teardown_runner_env)

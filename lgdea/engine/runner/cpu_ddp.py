@@ -27,10 +27,11 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
     CPU and passes them on unchanged otherwise (a CUDA model under the gloo backend), so the same
     config runs on a GPU machine and on a CPU-only one.
 
-    ``lgdea.engine.runner.setup_runner_env`` selects it automatically
-    (``model_wrapper_cfg=dict(type='lgdea.CPUDistributedDataParallel')``) when the run is
-    distributed on CPU / gloo; the ``lgdea.`` scope is needed because mmengine's ``wrap_model``
-    looks the type up in mmengine's root registry.
+    ``lgdea.engine.runner.setup_runner_env`` selects it automatically when the run is
+    distributed on CPU / gloo, as
+    ``model_wrapper_cfg=dict(type='lgdea.engine.runner.cpu_ddp.CPUDistributedDataParallel')``:
+    mmengine's ``wrap_model`` looks the type up in mmengine's root registry, which does not see
+    lgdea's registry, so the full import path is used (see ``dist_setup.CPU_MODEL_WRAPPER``).
 
     Args:
         module (nn.Module): the model to wrap (a :class:`mmengine.model.BaseModel`).

@@ -151,9 +151,13 @@ class BaseVLMetric(BaseMetric):
                 raise KeyError(f'{type(self).__name__}: image_feats lacks {missing} '
                                f'(has {sorted(feats)})')
             feats = {k: feats[k] for k in self.feat_keys}
-        result = dict(image_feats=dict(feats), sample_idx=_get(sample, 'sample_idx'))
+        # CPU (a no-op for CPU tensors, so the metrics still share them): results are
+        # pickled across ranks and kept until the end of the evaluation
+        result = dict(image_feats=feats_to_device(dict(feats), torch.device('cpu')),
+                      sample_idx=_get(sample, 'sample_idx'))
         for key in self.record_keys:
-            result[key] = _get(sample, key)
+            value = _get(sample, key)
+            result[key] = value.cpu() if torch.is_tensor(value) else value
         return result
 
     # --------------------------------------------------------------------- compute

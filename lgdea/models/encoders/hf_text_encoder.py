@@ -73,7 +73,10 @@ class HFTextEncoder(BaseModule):
             truncation); None keeps all.
         attn_implementation: ``'sdpa'`` or ``'eager'``; eager is required wherever attention
             weights are used (transformers 5 returns an empty tuple otherwise).
-        freeze: freeze all encoder weights.
+        freeze: freeze all encoder weights (the encoder then stays in eval mode).
+        cache_frozen: with ``freeze``, remember the pooled feature of every distinct token
+            sequence, so a frozen encoder runs once per report over a whole training run
+            (the demo's frozen MiniLM costs seconds per batch on a CPU otherwise).
         gradient_checkpointing: trade compute for memory.
     """
 
@@ -84,6 +87,7 @@ class HFTextEncoder(BaseModule):
                  num_layers: Optional[int] = None,
                  attn_implementation: str = 'sdpa',
                  freeze: bool = False,
+                 cache_frozen: bool = True,
                  gradient_checkpointing: bool = False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
@@ -113,9 +117,18 @@ class HFTextEncoder(BaseModule):
         self.pooling = pooling
         self.attn_implementation = attn_implementation
         self.embed_dims = self.model.config.hidden_size
+        self.freeze = freeze
+        self.cache_frozen = freeze and cache_frozen
+        self._pooled_cache: Dict[bytes, torch.Tensor] = {}
         if freeze:
             for p in self.model.parameters():
                 p.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze:
+            self.model.eval()
+        return self
 
     def init_weights(self):
         # Pretrained weights are loaded in __init__; BaseModule.init_weights would not touch
@@ -135,15 +148,13 @@ class HFTextEncoder(BaseModule):
             dict with ``tokens`` [N, T, C], ``pooled`` [N, C], and when asked
             ``hidden_states`` (tuple of [N, T, C]) and ``attentions`` (tuple of [N, H, T, T]).
         """
+        if self.cache_frozen and not (output_hidden_states or output_attentions):
+            return dict(pooled=self._cached_pooled(input_ids, attention_mask))
         out = self.model(input_ids=input_ids, attention_mask=attention_mask,
                          output_hidden_states=output_hidden_states,
                          output_attentions=output_attentions, return_dict=True)
         tokens = out.last_hidden_state
-        if self.pooling == 'cls':
-            pooled = tokens[:, 0]
-        else:
-            m = attention_mask.unsqueeze(-1).to(tokens.dtype)
-            pooled = (tokens * m).sum(1) / m.sum(1).clamp_min(1.0)
+        pooled = self.pool(tokens, attention_mask)
         result = dict(tokens=tokens, pooled=pooled)
         if output_hidden_states:
             result['hidden_states'] = out.hidden_states
@@ -155,6 +166,37 @@ class HFTextEncoder(BaseModule):
                     "attn_implementation='eager' where attentions are used.")
             result['attentions'] = atts
         return result
+
+
+    def pool(self, tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[N, T, C] -> [N, C] by ``self.pooling``."""
+        if self.pooling == 'cls':
+            return tokens[:, 0]
+        m = attention_mask.unsqueeze(-1).to(tokens.dtype)
+        return (tokens * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    @staticmethod
+    def _keys(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> List[bytes]:
+        ids = input_ids.detach().cpu()
+        lengths = attention_mask.detach().cpu().sum(1).tolist()
+        return [ids[i, :n].numpy().tobytes() for i, n in enumerate(lengths)]
+
+    @torch.no_grad()
+    def _cached_pooled(self, input_ids: torch.Tensor,
+                       attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pooled features of a frozen encoder, computing only unseen sequences."""
+        keys = self._keys(input_ids, attention_mask)
+        missing = [i for i, k in enumerate(keys) if k not in self._pooled_cache]
+        if missing:
+            idx = torch.tensor(missing, device=input_ids.device)
+            ids, mask = input_ids[idx], attention_mask[idx]
+            n = int(mask.sum(1).max())
+            ids, mask = ids[:, :n], mask[:, :n]
+            tokens = self.model(input_ids=ids, attention_mask=mask,
+                                return_dict=True).last_hidden_state
+            for i, feat in zip(missing, self.pool(tokens, mask)):
+                self._pooled_cache[keys[i]] = feat.cpu()
+        return torch.stack([self._pooled_cache[k] for k in keys]).to(input_ids.device)
 
 
 def tokenize(tokenizer, texts: Union[str, List[str]], max_length: int,

@@ -136,7 +136,9 @@ class EvidencePropagation(nn.Module):
             H_R: [B_R, d] report evidence representations (Eq. 13).
             Y: [B_I, B_R] seed links (0/1).
             image_study_ids, report_study_ids: study ids (int64 keys [B] or lists) for the
-                hidden-pair diagnostic.
+                hidden-pair diagnostic: over unpaired images whose study's report is in the
+                batch, the fraction whose argmax target is that report (a masked row counts
+                as a miss); ``hidden_pair_chance`` = 1 / B_R.
             image_paired: [B_I] bool, whether each image's study is paired (default: its
                 ``Y`` row has a link).
             image_labels, report_labels: optional class labels ([B] int, or multi-hot [B, C];

@@ -1,1 +1,4 @@
 
+from .lesion_query_neck import LesionQueryNeck
+
+__all__ = ['LesionQueryNeck']

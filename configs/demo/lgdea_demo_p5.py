@@ -1,0 +1,29 @@
+_base_ = [
+    '../_base_/default_runtime.py',
+    '../_base_/datasets/synthetic_cxr_demo.py',
+    '../_base_/models/lgdea_demo.py',
+    '../_base_/schedules/demo_iter.py',
+]
+# LGDEA at 5% pairing: paired studies, unpaired images and unpaired reports in every batch
+# (PropagationSampler), evidence from the offline rule extractor (cached).
+pair_ratio = 0.05
+train_dataloader = dict(
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    batch_sampler=dict(type='PropagationSampler'),
+    dataset=dict(pair_ratio=pair_ratio, include_unpaired=True,
+                 evidence={{_base_.evidence}}, report_pipeline={{_base_.report_pipeline}}))
+
+# Phase table (method.md), in iterations at demo scale; constant lr within a phase.
+max_iters = 1000
+param_scheduler = []
+custom_hooks = [
+    dict(type='PairingSplitHook'),
+    dict(type='LGDEAPhaseHook', by_epoch=False, phases=[
+        dict(iters=200, terms=['rec', 'align'], propagation=False, lr=5e-4),
+        dict(iters=300, terms=['rec', 'p', 'u', 'align'], propagation=False, lr=5e-4),
+        dict(iters=500, terms=['rec', 'p', 'u', 'align'], propagation=True, lr=5e-4),
+    ]),
+]
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=50),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=1))

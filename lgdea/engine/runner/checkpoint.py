@@ -1,0 +1,153 @@
+"""Loading mmengine checkpoints under ``torch.load(weights_only=True)`` (torch >= 2.6).
+
+Since torch 2.6 ``torch.load`` defaults to ``weights_only=True`` and only rebuilds tensors,
+containers and allow-listed globals. mmengine 0.10.7 calls ``torch.load(filename,
+map_location=...)`` (no ``weights_only``) for ``resume``, ``load_from`` and ``tools/test.py``,
+and its checkpoints hold more than tensors. Saving a checkpoint of an mmengine ``Runner`` and
+loading it with ``weights_only=True`` shows what is needed:
+
+* ``message_hub.log_scalars``: :class:`mmengine.logging.HistoryBuffer` objects (NEWOBJ + BUILD)
+  whose state holds float64 numpy arrays (``numpy._core.multiarray._reconstruct``,
+  ``numpy.ndarray``, ``numpy.dtype``, ``numpy.dtypes.Float64DType``) and the statistics methods
+  pickled by reference as ``getattr(HistoryBuffer, 'mean')`` (GLOBAL ``builtins.getattr``, since
+  ``torch.save`` uses pickle protocol 2);
+* ``message_hub.runtime_info`` / ``meta['dataset_meta']``: anything the hooks and datasets put
+  there, e.g. numpy scalars from metrics (``best_score``: ``numpy._core.multiarray.scalar``),
+  numpy arrays of any dtype, :class:`mmengine.config.ConfigDict` values of a dataset's
+  ``metainfo`` given in the config;
+* ``param_schedulers``: plain dicts (``collections.Counter`` for MultiStepLR is allowed by
+  torch already); ``optimizer`` (and AmpOptimWrapper's ``loss_scaler``): tensors and numbers.
+
+Decision (keeps ``weights_only`` security): :func:`register_checkpoint_safe_globals` allow-lists
+exactly these types with ``torch.serialization.add_safe_globals``, and replaces the
+unrestricted ``builtins.getattr`` by :func:`history_buffer_getattr`, which only returns the
+statistics methods of :class:`HistoryBuffer` (allow-listing ``getattr`` itself would let a
+crafted file reach any attribute, e.g. a function's ``__globals__``, and run code). Nothing is
+loaded with ``weights_only=False``. A checkpoint that holds another type still fails, with a
+message (:func:`load_from_local`) naming the file and the type and saying how to allow it.
+
+Importing ``lgdea.engine`` (done by ``lgdea.utils.register_all_modules``) runs the
+registration.
+"""
+import os.path as osp
+import pickle
+from typing import Any, Callable, List, Tuple, Union
+
+import numpy as np
+import torch
+from mmengine.config import ConfigDict
+from mmengine.logging import HistoryBuffer
+from mmengine.runner import CheckpointLoader
+
+__all__ = ['register_checkpoint_safe_globals', 'checkpoint_safe_globals',
+           'history_buffer_getattr', 'load_from_local']
+
+SafeGlobal = Union[Callable, Tuple[Callable, str]]
+
+#: HistoryBuffer statistics methods that mmengine registers by default.
+_DEFAULT_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def history_buffer_getattr(obj: Any, name: str) -> Callable:
+    """Restricted stand-in for ``getattr`` when unpickling a :class:`HistoryBuffer`.
+
+    A pickled HistoryBuffer stores its statistics methods as ``getattr(HistoryBuffer, 'mean')``.
+    This function performs only such look-ups.
+
+    Args:
+        obj: must be :class:`HistoryBuffer` (or a subclass).
+        name: a statistics method name (``min``, ``max``, ``current``, ``mean`` or one
+            registered with ``HistoryBuffer.register_statistics``).
+
+    Returns:
+        The method.
+
+    Raises:
+        pickle.UnpicklingError: any other ``getattr`` call in the checkpoint.
+    """
+    allowed = set(_DEFAULT_STATISTICS) | set(HistoryBuffer._statistics_methods)
+    if (isinstance(obj, type) and issubclass(obj, HistoryBuffer) and isinstance(name, str)
+            and name in allowed and not name.startswith('_')):
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'checkpoint calls getattr({obj!r}, {name!r}); lgdea only allows getattr on '
+        f'HistoryBuffer statistics methods {sorted(allowed)} under weights_only loading.')
+
+
+def _numpy_core_names() -> List[str]:
+    """Module paths under which numpy pickles ``_reconstruct`` / ``scalar`` (1.x and 2.x)."""
+    return ['numpy._core.multiarray', 'numpy.core.multiarray']
+
+
+def checkpoint_safe_globals() -> List[SafeGlobal]:
+    """The globals an mmengine 0.10.7 checkpoint needs, as ``add_safe_globals`` entries.
+
+    Returns:
+        Classes / functions, and ``(callable, 'module.name')`` pairs where the pickled name
+        differs from the object's own (numpy 1.x vs 2.x paths, ``builtins.getattr``).
+    """
+    multiarray = getattr(np, '_core', None)
+    multiarray = multiarray.multiarray if multiarray is not None else np.core.multiarray
+    entries: List[SafeGlobal] = [
+        HistoryBuffer,
+        ConfigDict,
+        np.ndarray,
+        np.dtype,
+        (history_buffer_getattr, 'builtins.getattr'),
+        torch.torch_version.TorchVersion,
+    ]
+    for module in _numpy_core_names():
+        entries.append((multiarray._reconstruct, f'{module}._reconstruct'))
+        entries.append((multiarray.scalar, f'{module}.scalar'))
+    # A pickled dtype is rebuilt as an instance of its DType class (numpy >= 1.25:
+    # numpy.dtypes.Float64DType, ...); BUILD on it needs the class allow-listed.
+    dtype_classes = {type(np.dtype(code)) for code in np.typecodes['All'] if code}
+    dtype_classes |= {type(np.dtype(t)) for t in (object, str, bytes, bool, np.void)}
+    entries.extend(sorted(dtype_classes, key=lambda c: c.__qualname__))
+    return entries
+
+
+def register_checkpoint_safe_globals() -> None:
+    """Allow-list the globals of :func:`checkpoint_safe_globals` for ``weights_only`` loading.
+
+    Idempotent; process-wide (``torch.serialization.add_safe_globals``).
+    """
+    add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
+    if add_safe_globals is None:  # torch < 2.4: weights_only is opt-in, nothing to do
+        return
+    add_safe_globals(checkpoint_safe_globals())
+
+
+@CheckpointLoader.register_scheme(prefixes='', force=True)
+def load_from_local(filename: str, map_location=None) -> Any:
+    """Load a local checkpoint as mmengine does, with an actionable ``weights_only`` error.
+
+    Replaces mmengine's default (prefix ``''``) scheme. ``torch.load`` keeps its own default
+    for ``weights_only`` (True since torch 2.6, or as ``TORCH_FORCE_*`` variables say).
+
+    Args:
+        filename: local path (``~`` is expanded).
+        map_location: as :func:`torch.load`.
+
+    Returns:
+        The loaded checkpoint.
+
+    Raises:
+        FileNotFoundError: ``filename`` is not a file.
+        pickle.UnpicklingError: the checkpoint holds a type that is not allow-listed.
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename} can not be found.')
+    try:
+        return torch.load(filename, map_location=map_location)
+    except pickle.UnpicklingError as exc:
+        raise pickle.UnpicklingError(
+            f'Could not load checkpoint {filename} with torch.load(weights_only=True): it holds '
+            'a type that lgdea does not allow-list (see the torch message below). If you trust '
+            'this file, allow the type with `torch.serialization.add_safe_globals([TYPE])` '
+            'before the runner loads it (e.g. in a module listed in `custom_imports`), or '
+            're-save its state_dict only.\n' + str(exc)) from exc
+
+
+register_checkpoint_safe_globals()

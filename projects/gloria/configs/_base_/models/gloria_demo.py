@@ -1,0 +1,23 @@
+# GLoRIA at demo scale (synthetic benchmark, 64 px, 2 CPU cores): a tiny ResNet-18 from
+# scratch whose layer3 gives an 8x8 region grid at 64 px (strides (1, 1, 2, 2), the role of
+# the official 299 upsampling) and the offline pretrained MiniLM, frozen, with the official
+# emb_local / emb_global text projection hooks switched on (128-d joint space).
+model = dict(
+    type='GLoRIA',
+    image_encoder=dict(
+        type='GLoRIAImageEncoder',
+        embed_dims=128,
+        input_size=None,
+        backbone=dict(type='mmpretrain.ResNet', depth=18, base_channels=16, stem_channels=16,
+                      strides=(1, 1, 2, 2), in_channels=1, out_indices=(2, 3))),
+    text_encoder=dict(
+        type='GLoRIATextEncoder',
+        last_n_layers=4,
+        embed_dims=128,
+        encoder=dict(type='HFTextEncoder', name_or_path='builtin:all-MiniLM-L6-v2',
+                     freeze=True)),
+    variant='official',
+    max_text_length=97,
+    max_phrase_length=97,
+    data_preprocessor=dict(type='VLDataPreprocessor', mean=[127.5], std=[127.5]),
+)

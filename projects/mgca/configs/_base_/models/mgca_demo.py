@@ -1,0 +1,30 @@
+# MGCA at demo scale (synthetic benchmark): the CLIP demo's tiny ViT from scratch (64 px,
+# patch 8 -> 8 x 8 patches) and the offline pretrained MiniLM, frozen as in the CLIP demo, so
+# that the two baselines differ only in their objective. MiniLM was trained with mean pooling,
+# so its mean-pooled feature is the report feature (the paper configs use [CLS], as the
+# official code). Attention weights are used (word weights), hence the eager attention.
+#
+# Demo-size departure: the four projection heads use a 512-wide hidden layer instead of 2048
+# (the image tokens are 128-wide); every loss, temperature and weight is the official one.
+model = dict(
+    type='MGCA',
+    image_encoder=dict(
+        type='CXRImageEncoder',
+        backbone=dict(type='mmpretrain.VisionTransformer',
+                      arch=dict(embed_dims=128, num_layers=4, num_heads=4,
+                                feedforward_channels=256),
+                      img_size=64, patch_size=8, in_channels=1, out_type='raw')),
+    text_encoder=dict(type='HFTextEncoder', name_or_path='builtin:all-MiniLM-L6-v2',
+                      pooling='mean', freeze=True, attn_implementation='eager'),
+    embed_dims=128,
+    hidden_dims=512,
+    # official launcher weights 1 / 1 / 1; the official class defaults are
+    # loss_weights=dict(ita=1.0, tca=0.7, cpa=0.5)
+    loss_weights=dict(ita=1.0, tca=1.0, cpa=1.0),
+    ita_loss=dict(type='ContrastiveLoss', gather=False),
+    tca_loss=dict(type='TokenAlignmentLoss', temperature=0.1, bidirectional=True),
+    cpa_loss=dict(type='PrototypeAlignmentLoss', num_prototypes=500, temperature=0.2,
+                  epsilon=0.05, sinkhorn_iterations=3),
+    max_text_length=96,
+    data_preprocessor=dict(type='VLDataPreprocessor', mean=[127.5], std=[127.5]),
+)

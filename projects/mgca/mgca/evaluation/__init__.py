@@ -1,0 +1,3 @@
+from .paired_val_loss import PairedValLoss
+
+__all__ = ['PairedValLoss']

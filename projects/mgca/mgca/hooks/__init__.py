@@ -1,0 +1,3 @@
+from .prototype_freeze_hook import MGCAPrototypeFreezeHook
+
+__all__ = ['MGCAPrototypeFreezeHook']

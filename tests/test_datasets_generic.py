@@ -1,0 +1,119 @@
+"""GenericVLDataset (CSV / JSONL) and the shared BaseCXRDataset behaviour."""
+import json
+import os.path as osp
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lgdea.datasets import GenericVLDataset
+from lgdea.datasets.base_cxr import normalize_view, read_id_file, resolve_file
+from lgdea.registry import DATASETS, TRANSFORMS
+
+
+def _images(root, names):
+    for name in names:
+        path = osp.join(root, name)
+        import os
+        os.makedirs(osp.dirname(path), exist_ok=True)
+        Image.fromarray(np.full((5, 7), 9, np.uint8)).save(path)
+
+
+def test_csv_single_label_inferred_classes(tmp_path):
+    _images(tmp_path, ['img/a.png', 'img/b.png', 'img/c.png'])
+    (tmp_path / 'ann.csv').write_text(
+        'image,report,subject_id,view,label\n'
+        'img/a.png,Clear   lungs.,p1,pa,normal\n'
+        'img/b.png,Left effusion.,p1,AP,effusion\n'
+        'img/c.png,,p2,lateral,normal\n')
+    ds = GenericVLDataset(data_root=str(tmp_path), ann_file='ann.csv', check_files=True)
+    assert ds.metainfo['classes'] == ('effusion', 'normal')
+    recs = [ds.get_data_info(i) for i in range(len(ds))]
+    assert recs[0]['img_path'] == osp.join(str(tmp_path), 'img/a.png')
+    assert recs[0]['report'] == 'Clear lungs.' and recs[2]['report'] is None
+    assert recs[0]['study_id'] == 'img/a' and recs[0]['subject_id'] == 'p1'
+    assert [r['view'] for r in recs] == ['PA', 'AP', 'LATERAL']
+    assert [r['gt_label'] for r in recs] == [1, 0, 1]
+    frontal = GenericVLDataset(data_root=str(tmp_path), ann_file='ann.csv', views=('PA', 'AP'))
+    assert len(frontal) == 2
+
+
+def test_jsonl_multilabel_lists_and_pipes(tmp_path):
+    rows = [dict(image='x.png', report='r1', labels=['edema', 'effusion'], study_id='s1'),
+            dict(image='y.png', report='r2', labels='effusion', study_id='s2'),
+            dict(image='z.png', report='r3', labels=[], study_id='s3'),
+            dict(report='report only', labels='edema|effusion', study_id='s4')]
+    (tmp_path / 'ann.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    ds = GenericVLDataset(data_root=str(tmp_path), ann_file='ann.jsonl',
+                          classes=('effusion', 'edema', 'nodule'))
+    recs = [ds.get_data_info(i) for i in range(len(ds))]
+    np.testing.assert_array_equal(recs[0]['gt_score'], [1, 1, 0])
+    np.testing.assert_array_equal(recs[1]['gt_score'], [1, 0, 0])
+    np.testing.assert_array_equal(recs[2]['gt_score'], [0, 0, 0])
+    assert recs[3]['img_path'] is None and recs[3]['report'] == 'report only'
+    assert recs[0]['gt_score'].dtype == np.float32
+
+
+def test_pipe_separated_csv_split_and_unknown_label(tmp_path):
+    (tmp_path / 'ann.csv').write_text('image,labels,split\na.png,A|B,train\nb.png,,test\n'
+                                      'c.png,C,train\n')
+    ds = GenericVLDataset(data_root=str(tmp_path), ann_file='ann.csv', split='train')
+    assert ds.metainfo['classes'] == ('A', 'B', 'C') and len(ds) == 2
+    with pytest.raises(ValueError, match="label 'C' is not one of the classes"):
+        GenericVLDataset(data_root=str(tmp_path), ann_file='ann.csv', classes=('A', 'B'))
+
+
+def test_column_map_errors(tmp_path):
+    (tmp_path / 'ann.csv').write_text('file,text\na.png,hello\n')
+    with pytest.raises(KeyError, match='needs an "image" or a "report" column'):
+        GenericVLDataset(data_root=str(tmp_path), ann_file='ann.csv')
+    ds = GenericVLDataset(data_root=str(tmp_path), ann_file='ann.csv',
+                          column_map=dict(image='file', report='text'))
+    assert ds.get_data_info(0)['report'] == 'hello'
+    with pytest.raises(KeyError, match="column 'diagnosis'"):
+        GenericVLDataset(data_root=str(tmp_path), ann_file='ann.csv',
+                         column_map=dict(image='file', label='diagnosis'))
+    with pytest.raises(ValueError, match='not fields'):
+        GenericVLDataset(data_root=str(tmp_path), ann_file='ann.csv', column_map=dict(img='file'))
+    with pytest.raises(FileNotFoundError, match="'missing.csv' not found"):
+        GenericVLDataset(data_root=str(tmp_path), ann_file='missing.csv')
+    with pytest.raises(FileNotFoundError, match='data_root'):
+        GenericVLDataset(data_root=str(tmp_path / 'nope'), ann_file='ann.csv')
+
+
+def test_check_files_reports_count_and_examples(tmp_path):
+    _images(tmp_path, ['a.png'])
+    (tmp_path / 'ann.csv').write_text('image\na.png\nb.png\nc.png\n')
+    with pytest.raises(FileNotFoundError, match=r"2 of 3 image files are missing, e\.g\. \[.*b\.png"):
+        GenericVLDataset(data_root=str(tmp_path), ann_file='ann.csv', check_files=True)
+
+
+def test_pipeline_from_lgdea_registry_and_serialisation(tmp_path):
+    _images(tmp_path, ['a.png'])
+    (tmp_path / 'ann.csv').write_text('image,report\na.png,text\n')
+    pipeline = []
+    if 'LoadCXRImage' in TRANSFORMS.module_dict:
+        pipeline = [dict(type='LoadCXRImage')]
+    cfg = dict(type='GenericVLDataset', data_root=str(tmp_path), ann_file='ann.csv',
+               pipeline=pipeline)
+    ds = DATASETS.build(cfg)
+    item = ds[0]
+    if pipeline:
+        assert item['img'].shape == (5, 7)
+    data = pickle.loads(pickle.dumps(ds.get_data_info(0)))
+    assert data['report'] == 'text'
+
+
+def test_shared_helpers(tmp_path):
+    assert normalize_view(' l ') == 'LATERAL' and normalize_view(float('nan')) is None
+    assert normalize_view('ap') == 'AP' and normalize_view('') is None
+    (tmp_path / 'x.csv.gz').write_bytes(b'')
+    assert resolve_file('x.csv', [str(tmp_path)]).endswith('x.csv.gz')
+    with pytest.raises(FileNotFoundError, match='tried'):
+        resolve_file('y.csv', [str(tmp_path)])
+    (tmp_path / 'plain.txt').write_text('# comment\nid\n001\n002\n')
+    assert read_id_file(str(tmp_path / 'plain.txt')) == (['001', '002'], None)
+    (tmp_path / 'labelled.csv').write_text('# seed=3\npatientId,label\nA,Normal\nB,Pneumonia\n')
+    assert read_id_file(str(tmp_path / 'labelled.csv')) == (
+        ['A', 'B'], {'A': 'Normal', 'B': 'Pneumonia'})

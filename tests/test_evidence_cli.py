@@ -1,0 +1,139 @@
+"""tools/extract_evidence.py: report files, mmengine configs through the DATASETS registry."""
+import csv
+import importlib.util
+import json
+import os
+import shlex
+
+import pytest
+from mmengine.dataset import BaseDataset
+
+from lgdea.evidence import (DataUseError, EvidenceCache, EvidenceMissingError, ensure_evidence,
+                            load_evidence, read_reports)
+from lgdea.evidence.testing import OpenAIStubServer
+from lgdea.registry import DATASETS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location(
+    'extract_evidence_cli', os.path.join(REPO, 'tools', 'extract_evidence.py'))
+cli = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cli)
+
+SYNTHETIC = ['Small left pleural effusion. No pneumothorax.', 'Mild cardiomegaly.',
+             'Clear lungs.', 'Endotracheal tube in place. Right basilar atelectasis.', '']
+
+
+@DATASETS.register_module(force=True)
+class EvidenceCLITestReports(BaseDataset):
+    """A tiny report dataset for the CLI test (records with a ``report`` key)."""
+
+    credentialed = False
+
+    def __init__(self, offset=0, credentialed=False, pipeline=(), **kwargs):
+        self.offset = offset
+        self.credentialed = credentialed
+        super().__init__(pipeline=list(pipeline), lazy_init=True, serialize_data=False, **kwargs)
+
+    def load_data_list(self):
+        return [dict(study_id=str(i), report=SYNTHETIC[(i + self.offset) % len(SYNTHETIC)] or None)
+                for i in range(len(SYNTHETIC))]
+
+
+def write_config(tmp_path, cache_dir, credentialed=False, extractor=None):
+    cfg = tmp_path / 'evidence_cfg.py'
+    ds = ("dict(type='EvidenceCLITestReports', offset={off}, credentialed={cred}, "
+          "pipeline=[dict(type='TransformThatDoesNotExist')])")
+    cfg.write_text(
+        f"train_dataloader = dict(batch_size=2, dataset={ds.format(off=0, cred=credentialed)})\n"
+        f"val_dataloader = dict(batch_size=2, dataset={ds.format(off=1, cred=False)})\n"
+        f"evidence = dict(extractor={extractor or dict(type='rule')!r}, "
+        f"cache_dir={cache_dir!r})\n")
+    return str(cfg)
+
+
+def test_reports_jsonl_iu_and_csv(tmp_path, capsys):
+    jsonl = tmp_path / 'r.jsonl'
+    jsonl.write_text('\n'.join(json.dumps(dict(id=str(i), report=t)) for i, t in
+                               enumerate(SYNTHETIC)) + '\n')
+    iu = tmp_path / 'iu.jsonl'
+    iu.write_text(json.dumps(dict(id='CXR-x', findings='Mild  cardiomegaly.',
+                                  impression='No acute disease.')) + '\n')
+    table = tmp_path / 'r.csv'
+    with open(table, 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=['id', 'report'])
+        w.writeheader()
+        w.writerows(dict(id=i, report=t) for i, t in enumerate(SYNTHETIC))
+    cache = str(tmp_path / 'cache')
+    assert cli.main(['--reports', str(jsonl), '--cache-dir', cache, '--no-progress']) == 0
+    out = capsys.readouterr().out
+    assert '4 reports (1 records without report text)' in out and 'done 4' in out
+    assert cli.main(['--reports', str(table), '--cache-dir', cache, '--no-progress']) == 0
+    assert 'cached 4 | done 0' in capsys.readouterr().out  # same texts, nothing redone
+    assert cli.main(['--reports', str(iu), '--cache-dir', cache, '--no-progress']) == 0
+    # the IU record form hashes to the dataset's report text (sections joined by a space)
+    assert read_reports(str(iu))[0] == [('CXR-x', 'Mild cardiomegaly. No acute disease.')]
+    assert load_evidence(['Mild cardiomegaly. No acute disease.'], 'rule', cache) == \
+        [['mild cardiomegaly']]
+    assert load_evidence(SYNTHETIC[:4], 'rule', cache)[3] == ['right basilar atelectasis']
+
+
+def test_bad_inputs_have_clear_errors(tmp_path):
+    bad = tmp_path / 'bad.jsonl'
+    bad.write_text('{"id": 1, "text": "ok"}\nnot json\n')
+    with pytest.raises(ValueError, match='line 2 is not valid JSON'):
+        read_reports(str(bad))
+    nokey = tmp_path / 'nokey.jsonl'
+    nokey.write_text('{"id": 1, "body": "x"}\n')
+    with pytest.raises(ValueError, match='needs a "report"'):
+        read_reports(str(nokey))
+    with pytest.raises(FileNotFoundError, match='no such file'):
+        read_reports(str(tmp_path / 'missing.jsonl'))
+    with pytest.raises(SystemExit):
+        cli.main([])  # neither config nor --reports
+    with pytest.raises(SystemExit, match='only apply to --extractor llm'):
+        cli.main(['--reports', str(bad), '--model', 'x', '--cache-dir', str(tmp_path)])
+
+
+def test_config_datasets_through_registry(tmp_path, capsys):
+    cache = str(tmp_path / 'cache')
+    cfg = write_config(tmp_path, cache, extractor=dict(type='rule', policy=dict(
+        keep_devices=True)))
+    assert cli.main([cfg, '--dataset-key', 'train_dataloader.dataset', '--dataset-key',
+                     'val_dataloader.dataset', '--no-progress']) == 0
+    out = capsys.readouterr().out
+    assert 'train_dataloader.dataset: EvidenceCLITestReports -> 4 reports (1 records' in out
+    # the config's evidence.extractor and evidence.cache_dir were used
+    phrases = load_evidence(SYNTHETIC[:4], dict(type='rule', policy=dict(keep_devices=True)),
+                            cache)
+    assert phrases[3] == ['endotracheal tube', 'right basilar atelectasis']
+    with pytest.raises(KeyError, match='no key'):
+        cli.main([cfg, '--dataset-key', 'test_dataloader.dataset'])
+
+
+def test_credentialed_dataset_refuses_remote_endpoint(tmp_path):
+    cfg = write_config(tmp_path, str(tmp_path / 'cache'), credentialed=True)
+    args = [cfg, '--extractor', 'llm', '--backend', 'openai', '--model', 'gpt-x',
+            '--base-url', 'https://llm.example.com/v1', '--no-progress']
+    with pytest.raises(DataUseError, match='non-loopback'):
+        cli.main(args)
+
+
+def test_printed_command_fills_the_cache(tmp_path, monkeypatch):
+    pytest.importorskip('langchain_openai')
+    monkeypatch.chdir(REPO)
+    texts = [t for t in SYNTHETIC if t]
+    with OpenAIStubServer() as server:
+        cfg = dict(type='llm', backend='openai', model='stub', base_url=server.url,
+                   concurrency=2, policy=dict(keep_devices=True))
+        with pytest.raises(EvidenceMissingError) as err:
+            ensure_evidence(texts, cfg, str(tmp_path), credentialed=True)
+        cmd = str(err.value).split('Extract them first with:\n  ')[1].splitlines()[0]
+        argv = shlex.split(cmd)
+        assert argv[:2] == ['python', 'tools/extract_evidence.py']
+        assert cli.main(argv[2:] + ['--no-progress']) == 0
+        phrases = ensure_evidence(texts, cfg, str(tmp_path), credentialed=True)
+    assert phrases[1] == ['mild cardiomegaly']
+    assert 'endotracheal tube' in phrases[3]
+    cache = EvidenceCache(str(tmp_path), __import__('lgdea.evidence', fromlist=['x'])
+                          .build_extractor(cfg))
+    assert len(cache) == len(texts)

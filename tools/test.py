@@ -1,0 +1,122 @@
+"""Evaluate a checkpoint with an lgdea config (mmengine Runner), like mmpretrain's tools/test.py.
+
+Examples::
+
+    python tools/test.py CONFIG work_dirs/run1/epoch_10.pth
+    python tools/test.py CONFIG CKPT --out results/metrics.json --out-item metrics
+    python tools/test.py CONFIG CKPT --out results/preds.pkl         # raw predictions
+    bash tools/dist_test.sh CONFIG CKPT 2
+
+See docs/get_started.md.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import List, Optional
+
+import mmengine
+from mmengine.config import Config, DictAction
+from mmengine.dist import is_main_process
+from mmengine.evaluator import DumpResults
+from mmengine.runner import Runner
+
+_REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+from lgdea.engine.runner import (set_dataloader_defaults, setup_runner_env,  # noqa: E402
+                                 teardown_runner_env)
+from lgdea.utils import register_all_modules  # noqa: E402
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse the command line (``argv`` None = ``sys.argv[1:]``)."""
+    parser = argparse.ArgumentParser(description='Test (evaluate) a model (lgdea)')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the directory to save the evaluation logs '
+                        '(default: ./work_dirs/<config file name without extension>)')
+    parser.add_argument('--out', help='the file to write the results to (metrics: .json / '
+                        '.yaml / .pkl; predictions: .pkl)')
+    parser.add_argument('--out-item', choices=['metrics', 'pred'],
+                        help='what --out holds: the metrics or the raw predictions '
+                        '(default: pred)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, "key=value" pairs (e.g. test_dataloader.batch_size=8); '
+        'lists as key="[a,b]" or key=a,b (quotes needed, no spaces)')
+    parser.add_argument('--no-pin-memory', action='store_true',
+                        help='set pin_memory=False in every dataloader')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    if args.out is None and args.out_item is not None:
+        parser.error('--out-item needs --out (the file to write to).')
+    return args
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Merge the command-line options into ``cfg`` (``--cfg-options`` after the flags)."""
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if not osp.isfile(osp.expanduser(args.checkpoint)) and '://' not in args.checkpoint:
+        raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist.')
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    for field in ('test_dataloader', 'test_cfg', 'test_evaluator'):
+        if cfg.get(field) is None:
+            raise ValueError(f'{args.config} has no `{field}`; tools/test.py needs '
+                             'test_dataloader, test_cfg and test_evaluator.')
+    set_dataloader_defaults(cfg, no_pin_memory=args.no_pin_memory)
+    return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    """``RUNNERS.build(cfg)`` when the config names a ``runner_type``, else ``Runner.from_cfg``."""
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    from lgdea.registry import RUNNERS
+    return RUNNERS.build(cfg)
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    """Evaluate; returns the metrics of ``runner.test()``.
+
+    Args:
+        argv: command-line arguments without the program name (None = ``sys.argv[1:]``).
+    """
+    args = parse_args(argv)
+    register_all_modules()
+    cfg = Config.fromfile(args.config)
+    cfg = merge_args(cfg, args)
+    out_item = args.out_item or 'pred'
+    if args.out is not None and out_item == 'pred' and not args.out.endswith(('.pkl', '.pickle')):
+        raise ValueError(f'--out {args.out}: predictions are written as a pickle; use a .pkl '
+                         'file, or --out-item metrics for .json / .yaml.')
+    setup_runner_env(cfg)
+    try:
+        runner = build_runner(cfg)
+        if args.out is not None and out_item == 'pred':
+            runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+        metrics = runner.test()
+        if args.out is not None and out_item == 'metrics' and is_main_process():
+            mmengine.mkdir_or_exist(osp.dirname(osp.abspath(args.out)))
+            mmengine.dump(metrics, args.out)
+    except BaseException:
+        teardown_runner_env(barrier=False)
+        raise
+    teardown_runner_env()
+    return metrics
+
+
+if __name__ == '__main__':
+    main()
