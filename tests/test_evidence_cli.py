@@ -29,14 +29,15 @@ class EvidenceCLITestReports(BaseDataset):
 
     credentialed = False
 
-    def __init__(self, offset=0, credentialed=False, pipeline=(), **kwargs):
+    def __init__(self, offset=0, n=None, credentialed=False, pipeline=(), **kwargs):
         self.offset = offset
+        self.n = len(SYNTHETIC) if n is None else n
         self.credentialed = credentialed
         super().__init__(pipeline=list(pipeline), lazy_init=True, serialize_data=False, **kwargs)
 
     def load_data_list(self):
         return [dict(study_id=str(i), report=SYNTHETIC[(i + self.offset) % len(SYNTHETIC)] or None)
-                for i in range(len(SYNTHETIC))]
+                for i in range(self.n)]
 
 
 def write_config(tmp_path, cache_dir, credentialed=False, extractor=None):
@@ -108,6 +109,12 @@ def test_config_datasets_through_registry(tmp_path, capsys):
     assert phrases[3] == ['endotracheal tube', 'right basilar atelectasis']
     with pytest.raises(KeyError, match='no key'):
         cli.main([cfg, '--dataset-key', 'test_dataloader.dataset'])
+    # --cfg-options reaches the dataset config
+    other = str(tmp_path / 'cache2')
+    assert cli.main([cfg, '--cfg-options', 'train_dataloader.dataset.n=2',
+                     '--cache-dir', other, '--no-progress']) == 0
+    out = capsys.readouterr().out
+    assert 'EvidenceCLITestReports -> 2 reports' in out and 'done 2' in out
 
 
 def test_credentialed_dataset_refuses_remote_endpoint(tmp_path):

@@ -33,6 +33,7 @@ DEFAULT_DATASET_KEY = 'train_dataloader.dataset'
 
 
 def parse_args(argv=None):
+    from mmengine.config import DictAction
     p = argparse.ArgumentParser(description='Extract evidence phrases into the evidence cache.',
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split('Examples:')[1])
@@ -67,7 +68,7 @@ def parse_args(argv=None):
                    help='extract again the reports recorded as failed')
     p.add_argument('--limit', type=int, default=None, help='extract at most N missing reports')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
-    p.add_argument('--cfg-options', nargs='+', default=None,
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
                    help='override config keys, key=value (mmengine DictAction)')
     args = p.parse_args(argv)
     if bool(args.config) == bool(args.reports):

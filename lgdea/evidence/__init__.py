@@ -1,4 +1,3 @@
-
 """Evidence extraction (paper Eq. 2): report text -> concise abnormal-finding phrases E(R).
 
 Extractors are registered in ``lgdea.registry.EVIDENCE_EXTRACTORS``: ``rule``
@@ -10,7 +9,7 @@ from .api import (EvidenceMissingError, ExtractionSummary, build_extractor, ensu
                   extraction_command, load_evidence, run_extraction)
 from .base import BaseEvidenceExtractor, sha256_text
 from .cache import EvidenceCache
-from .chat_models import HFPipelineChatModel, build_chat_model
+from .chat_models import build_chat_model
 from .guardrail import DataUseError, RemoteEndpointWarning, check_data_use, is_loopback
 from .llm_extractor import LLMEvidenceExtractor, MalformedOutputError, parse_evidence_json
 from .policy import EvidencePolicy
@@ -24,7 +23,16 @@ __all__ = [
     'EvidenceFinding', 'ReportEvidence', 'EvidenceRecord', 'NO_FINDING_PHRASE', 'EvidenceCache',
     'ensure_evidence', 'load_evidence', 'run_extraction', 'build_extractor',
     'extraction_command', 'ExtractionSummary', 'EvidenceMissingError', 'PhraseVerifier',
-    'HFPipelineChatModel', 'build_chat_model', 'DataUseError', 'RemoteEndpointWarning',
+    'build_chat_model', 'DataUseError', 'RemoteEndpointWarning',
     'check_data_use', 'is_loopback', 'MalformedOutputError', 'parse_evidence_json',
     'format_sectioned_report', 'read_reports', 'sha256_text'
 ]
+
+
+def __getattr__(name):
+    # HFPipelineChatModel subclasses langchain_core's BaseChatModel: imported on first use so
+    # that lgdea.evidence works without the optional `llm` extra.
+    if name == 'HFPipelineChatModel':
+        from .hf_chat_model import HFPipelineChatModel
+        return HFPipelineChatModel
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -8,6 +8,8 @@ a timeout; a failed request or malformed answer is retried with exponential back
 when the retries are spent, recorded as a failure (never dropped, never invented). Every
 phrase is then verified against the report text (:class:`PhraseVerifier`); unsupported
 phrases are rejected and counted. A report whose phrases were all rejected is a failure.
+
+``langchain-core`` (the ``llm`` extra) is imported only when extraction runs.
 """
 import asyncio
 import json
@@ -18,8 +20,6 @@ import re
 import threading
 from typing import Any, Callable, List, Optional, Sequence
 
-from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from pydantic import ValidationError
 
 from lgdea.registry import EVIDENCE_EXTRACTORS
@@ -121,7 +121,7 @@ class LLMEvidenceExtractor(BaseEvidenceExtractor):
     version = '1.0'
     offline = False
 
-    def __init__(self, chat_model: Optional[BaseChatModel] = None, backend: str = 'openai',
+    def __init__(self, chat_model: Optional[Any] = None, backend: str = 'openai',
                  model: Optional[str] = None, base_url: Optional[str] = None,
                  api_key_env: Optional[str] = 'OPENAI_API_KEY', gguf_file: Optional[str] = None,
                  prompt_version: str = 'evidence_v1', structured_output: str = 'auto',
@@ -223,7 +223,8 @@ class LLMEvidenceExtractor(BaseEvidenceExtractor):
 
     # ------------------------------------------------------------------------- model
     @property
-    def chat_model(self) -> BaseChatModel:
+    def chat_model(self) -> Any:
+        """The LangChain ``BaseChatModel`` (built on first use when not given)."""
         with self._build_lock:
             if self._chat_model is None:
                 self._chat_model = build_chat_model(
@@ -249,6 +250,8 @@ class LLMEvidenceExtractor(BaseEvidenceExtractor):
         return model, 'json'
 
     def messages(self, report: str) -> list:
+        """LangChain messages: system, few-shot turns, then the report."""
+        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
         cls = {'system': SystemMessage, 'human': HumanMessage, 'ai': AIMessage}
         return [cls[role](content=content) for role, content in self.prompt.messages(report)]
 

@@ -9,7 +9,8 @@ report: the mention plus its contiguous modifiers ("small left", "mild") and a t
 location ("at the right base"). The :class:`~lgdea.evidence.policy.EvidencePolicy` then
 decides what enters ``E(R)``.
 
-Throughput: ~10^4 reports/s on one core (``benchmarks/bench_evidence_extraction.py``).
+Throughput: ~6,000 reports per CPU-second on one core
+(``benchmarks/bench_evidence_extraction.py``; numbers in docs/evidence.md).
 """
 import re
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple

@@ -1,4 +1,6 @@
-"""A local OpenAI-compatible chat server for tests and benchmarks (loopback only).
+"""Test doubles: a local OpenAI-compatible chat server and a scripted LangChain chat model.
+
+Needs ``langchain-core``. Used by the tests and ``benchmarks/bench_evidence_extraction.py``.
 
 ``OpenAIStubServer`` answers ``POST /v1/chat/completions`` with an evidence JSON object for
 the report in the last user message, computed by the rule extractor, so its answers are
@@ -9,12 +11,19 @@ Example:
     >>> with OpenAIStubServer(latency_s=0.05) as server:
     ...     ext = LLMEvidenceExtractor(backend='openai', model='stub', base_url=server.url)
 """
+import asyncio
 import json
 import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, List, Optional
+
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import RunnableLambda
+from pydantic import ConfigDict, Field, PrivateAttr
 
 _REPORT = re.compile(r'"""\n(.*)\n"""', re.S)
 
@@ -154,13 +163,6 @@ class OpenAIStubServer:
 # --------------------------------------------------------------------------------------
 # An in-process LangChain chat-model test double
 # --------------------------------------------------------------------------------------
-import asyncio  # noqa: E402
-
-from langchain_core.language_models.chat_models import BaseChatModel  # noqa: E402
-from langchain_core.messages import AIMessage  # noqa: E402
-from langchain_core.outputs import ChatGeneration, ChatResult  # noqa: E402
-from langchain_core.runnables import RunnableLambda  # noqa: E402
-from pydantic import ConfigDict, Field, PrivateAttr  # noqa: E402
 
 
 def report_of_prompt(text: str) -> str:

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lgdea.registry import MODELS
-from lgdea.utils.dist import gather_features, get_world_size
+from lgdea.utils.dist import gather_features, loss_scale_for_gather
 from .base import BaseVLPModel
 from .clip import _tokenizer_of, build_projection
 from .utils.pairing import build_pair_targets, paired_flags, study_keys
@@ -170,8 +170,10 @@ class LGDEA(BaseVLPModel):
         rep_keys, rep_paired = study_keys(reports, device), paired_flags(reports, device)
         y_local = build_pair_targets(img_keys, img_paired, rep_keys, rep_paired)
 
-        world_size = get_world_size()
-        h_i_all, h_r_all = gather_features(h_i), gather_features(h_r)
+        # gradient into the local slices x world size: DDP's average = global-batch gradient
+        gscale = loss_scale_for_gather()
+        h_i_all = gather_features(h_i, grad_scale=gscale)
+        h_r_all = gather_features(h_r, grad_scale=gscale)
         img_keys_all, rep_keys_all = gather_features(img_keys), gather_features(rep_keys)
         img_paired_all = gather_features(img_paired.long()).bool()
         rep_paired_all = gather_features(rep_paired.long()).bool()
@@ -188,13 +190,14 @@ class LGDEA(BaseVLPModel):
 
         g_image = g_report = None
         if 'g' in self.loss_module.terms:
-            g_image = gather_features(F.normalize(self.global_image_proj(feats['global']), dim=-1))
-            g_report = gather_features(self.report_global(self.report_texts(reports)))
+            g_image = gather_features(
+                F.normalize(self.global_image_proj(feats['global']), dim=-1), grad_scale=gscale)
+            g_report = gather_features(self.report_global(self.report_texts(reports)),
+                                       grad_scale=gscale)
         out = self.loss_module(
             loss_rec=rec, Qbar_R=qbar_r, Qbar_I=lesion['Qbar_I'], Y=y_local, v=lesion['v'],
             Q_I=lesion['Q_I'], log_Q_I=lesion['log_Q_I'], H_I=h_i_all, H_R=h_r_all,
-            propagation=prop, g_image=g_image, g_report=g_report, Y_global=y_all,
-            world_size=world_size)
+            propagation=prop, g_image=g_image, g_report=g_report, Y_global=y_all)
         out['propagated'] = torch.tensor(float(propagate), device=device)
         return out
 

@@ -3,8 +3,10 @@
 ``gather_features`` all-gathers a tensor along dim 0 and puts the *local* (gradient-carrying)
 tensor back into its own slot, so the gradient flows to the local slice only. A loss computed
 on gathered features is then identical on every rank; DDP averages gradients over ranks, so
-the loss must be multiplied by the world size for the averaged gradient to equal the
-single-process gradient of the global batch (``loss_scale_for_gather``).
+the gradient reaching each rank's features must be multiplied by the world size
+(``grad_scale=loss_scale_for_gather()``) for the averaged gradient to equal the
+single-process gradient of the global batch. Scaling the features' gradient rather than the
+loss keeps parameters that act on the gathered tensors (a learnable logit scale) exact.
 """
 from typing import List, Sequence
 
@@ -24,15 +26,23 @@ def get_rank() -> int:
     return torch_dist.get_rank() if is_distributed() else 0
 
 
-def gather_features(x: torch.Tensor) -> torch.Tensor:
+def gather_features(x: torch.Tensor, grad_scale: float = 1.0) -> torch.Tensor:
     """All-gather ``x`` [N_local, ...] from every rank into [sum N_r, ...].
 
     Ranks may hold different numbers of rows (limited-pairing batches are ragged). The local
     rank's slice keeps its autograd history; the other slices are constants.
+
+    Args:
+        grad_scale: factor on the gradient that flows back into the local slice. Pass
+            :func:`loss_scale_for_gather` for a loss computed on gathered features: DDP then
+            averages to exactly the single-process gradient of the global batch, while
+            parameters used on the gathered tensors themselves (a logit scale) keep their
+            plain gradient and the logged loss value is unchanged.
     """
     world_size = get_world_size()
     if world_size == 1:
         return x
+    x = scale_gradient(x, grad_scale)
     sizes = _gather_sizes(x.shape[0], x.device)
     max_n = max(sizes)
     padded = x.new_zeros((max_n, ) + tuple(x.shape[1:]))

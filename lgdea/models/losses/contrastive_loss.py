@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lgdea.registry import MODELS
-from lgdea.utils.dist import gather_features, loss_scale_for_gather, scale_gradient
+from lgdea.utils.dist import gather_features, loss_scale_for_gather
 from ..utils.pairing import build_pair_targets
 
 
@@ -27,9 +27,8 @@ class ContrastiveLoss(nn.Module):
 
     ``logits = s * I @ R^T`` with ``s = exp(logit_scale)``; targets ``Y`` (from study ids and
     paired flags) allow several positives per row (two images of one study). Features are
-    gathered across ranks (gradient to the local slice) and the loss gradient is multiplied by
-    the world size (its logged value is not), so DDP's averaged gradient equals the
-    single-process one.
+    gathered across ranks with the gradient into the local slice multiplied by the world size,
+    so DDP's averaged gradient equals the single-process one (``gather_features``).
 
     Args:
         gather: gather features across ranks (default True; MGCA's official default is off).
@@ -50,15 +49,14 @@ class ContrastiveLoss(nn.Module):
             logit_scale: scalar log of the inverse temperature.
             image_keys, image_paired, report_keys, report_paired: see build_pair_targets.
         """
-        scale = 1.0
         if self.gather:
-            image_embed = gather_features(image_embed)
-            report_embed = gather_features(report_embed)
+            scale = loss_scale_for_gather()
+            image_embed = gather_features(image_embed, grad_scale=scale)
+            report_embed = gather_features(report_embed, grad_scale=scale)
             image_keys = gather_features(image_keys)
             image_paired = gather_features(image_paired.long()).bool()
             report_keys = gather_features(report_keys)
             report_paired = gather_features(report_paired.long()).bool()
-            scale = loss_scale_for_gather()
         y = build_pair_targets(image_keys, image_paired, report_keys, report_paired)
         logits = logit_scale.exp() * image_embed @ report_embed.t()
         loss_i2t = soft_cross_entropy(logits, y)
@@ -69,4 +67,4 @@ class ContrastiveLoss(nn.Module):
             acc = ((y[rows].argmax(1) == logits[rows].argmax(1)) |
                    (y[rows].gather(1, logits[rows].argmax(1, keepdim=True)).squeeze(1) > 0)
                    ).float().mean() if rows.any() else logits.new_zeros(())
-        return dict(loss=scale_gradient(loss, scale), acc_i2t=acc, num_pos_rows=rows.float().sum())
+        return dict(loss=loss, acc_i2t=acc, num_pos_rows=rows.float().sum())

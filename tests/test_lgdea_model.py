@@ -1,0 +1,192 @@
+"""The LGDEA model end to end, its phase hook and the EvidenceTokenizer transform."""
+import os.path as osp
+
+import pytest
+import torch
+from mmpretrain.structures import DataSample
+
+from lgdea.registry import MODELS, TRANSFORMS
+
+from conftest import tiny_bert, tiny_tokenizer, tiny_vit
+
+PHRASES = ['small left pleural effusion', 'mild cardiomegaly', 'right basilar atelectasis',
+           'no acute cardiopulmonary abnormality', 'left upper lobe consolidation']
+
+
+def _lgdea(**kw):
+    cfg = dict(type='LGDEA', image_encoder=tiny_vit(), text_encoder=tiny_bert(),
+               tokenizer=tiny_tokenizer(),
+               neck=dict(type='LesionQueryNeck', num_queries=4, num_heads=2),
+               head=dict(type='DiagnosticPrototypeHead', num_prototypes=6),
+               propagation=dict(type='EvidencePropagation', steps=2),
+               loss=dict(type='LGDEALoss'), embed_dims=16)
+    cfg.update(kw)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    return model
+
+
+def _batch(n_paired=4, n_unpaired=4):
+    """n_paired pairs + n_unpaired unpaired images and reports (the unpaired image i's withheld
+    partner is unpaired report i)."""
+    images = torch.zeros(n_paired + n_unpaired, 1, 32, 32, dtype=torch.uint8)
+    samples, reports = [], []
+    for i in range(n_paired + n_unpaired):
+        images[i, 0, :4 * (i + 1), :4 * (i + 1)] = 255
+        paired = i < n_paired
+        img = DataSample(metainfo=dict(study_id=f's{i}', paired=paired))
+        rep = DataSample(metainfo=dict(study_id=f's{i}', paired=paired))
+        rep.text = f'report {i}'
+        rep.evidence = [PHRASES[i % len(PHRASES)]] + ([PHRASES[(i + 2) % 5]] if i % 2 else [])
+        samples.append(img)
+        reports.append(rep)
+    return images, samples, reports
+
+
+def _loss(model, images, samples, reports):
+    data = model.data_preprocessor(dict(inputs=images, data_samples=samples, reports=reports),
+                                   True)
+    return model(**data, mode='loss')
+
+
+def test_short_training_run_total_loss_goes_down():
+    torch.manual_seed(0)
+    model = _lgdea()
+    images, samples, reports = _batch()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
+    totals = []
+    for _ in range(30):
+        out = _loss(model, images, samples, reports)
+        total = sum(v for k, v in out.items() if 'loss' in k)
+        assert torch.isfinite(total)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        totals.append(total.item())
+    for key in ('loss_rec', 'loss_p', 'loss_u', 'loss_align', 'hidden_pair_acc',
+                'lesion_cos_within', 'proto_perplexity'):
+        assert key in out, key
+    assert sum(totals[-5:]) / 5 < 0.8 * totals[0]
+    assert model.head.mu.norm(dim=-1).mean() > 0.3  # prototypes do not collapse to zero
+
+
+def test_no_paired_item_and_single_phrase_reports_give_finite_loss():
+    model = _lgdea()
+    images, samples, reports = _batch(n_paired=0, n_unpaired=4)
+    for r in reports:
+        r.evidence = r.evidence[:1]
+    out = _loss(model, images, samples, reports)
+    assert all(torch.isfinite(v) for v in out.values())
+    assert out['loss_p'].item() == 0.0
+
+
+def test_phase_terms_and_hard_targets_at_full_pairing():
+    model = _lgdea()
+    images, samples, reports = _batch(n_paired=4, n_unpaired=0)
+    out = _loss(model, images, samples, reports)
+    assert out['propagated'].item() == 0.0  # fully paired batch -> P = Y ('hard')
+    model.set_phase(['rec', 'align'], use_propagation=True)
+    images, samples, reports = _batch()
+    out = _loss(model, images, samples, reports)
+    assert 'loss_p' not in out and 'loss_u' not in out
+    assert out['propagated'].item() == 1.0
+    model.set_phase(['rec', 'align'], use_propagation=False)
+    assert _loss(model, images, samples, reports)['propagated'].item() == 0.0
+
+
+def test_evidence_required_and_identical_phrases_encoded_once(monkeypatch):
+    model = _lgdea()
+    images, samples, reports = _batch()
+    seen = []
+    orig = model.encode_phrases
+    monkeypatch.setattr(model, 'encode_phrases', lambda p: (seen.append(list(p)), orig(p))[1])
+    _loss(model, images, samples, reports)
+    assert len(seen) == 1 and len(seen[0]) == len(set(seen[0])) == 5
+    del reports[0].evidence
+    with pytest.raises(KeyError, match='evidence'):
+        _loss(model, images, samples, reports)
+
+
+def test_inference_interface_and_lesion_grounding():
+    model = _lgdea().eval()
+    images, samples, reports = _batch(2, 0)
+    x = model.data_preprocessor(dict(inputs=images, data_samples=samples), False)['images']
+    with torch.no_grad():
+        img = model.extract_image(x)
+        phr = model.extract_text(['left effusion', 'cardiomegaly'], kind='phrase')
+        rep = model.extract_text(['r0', 'r1'], kind='report',
+                                 evidence=[r.evidence for r in reports])
+        gmap = model.grounding_map(img, phr)
+    assert model.similarity(img, rep).shape == (2, 2)
+    assert torch.allclose(img['embed'], model.neck(model.image_encoder(x)['local'])['H_I'])
+    assert gmap.shape == (2, 4, 4)
+    # a convex combination of attention maps: non-negative, sums to 1 over the grid
+    assert (gmap >= 0).all() and torch.allclose(gmap.sum((1, 2)), torch.ones(2), atol=1e-5)
+    with pytest.raises(ValueError, match='evidence'):
+        model.extract_text(['r0'], kind='report')
+
+
+def test_wo_rec_ablation_uses_global_report_embedding():
+    model = _lgdea(report_repr='global', loss=dict(type='LGDEALoss', w_rec=0),
+                   head=dict(type='DiagnosticPrototypeHead', num_prototypes=6, freeze=True))
+    images, samples, reports = _batch()
+    out = _loss(model, images, samples, reports)
+    assert 'loss_rec' not in out and torch.isfinite(out['loss_align'])
+
+
+def test_cls_embedding_needs_global_loss():
+    with pytest.raises(ValueError, match='w_g'):
+        _lgdea(image_embed='cls')
+    model = _lgdea(image_embed='cls', loss=dict(type='LGDEALoss', w_g=1.0))
+    images, samples, reports = _batch()
+    assert torch.isfinite(_loss(model, images, samples, reports)['loss_g'])
+
+
+def test_evidence_tokenizer_caps_and_tokenizes(tmp_path):
+    t = TRANSFORMS.build(dict(type='EvidenceTokenizer', max_phrases=2, max_tokens=8,
+                              tokenizer=tiny_tokenizer()))
+    out = t(dict(report='x', study_id='s', evidence=PHRASES[:3]))
+    assert out['evidence'] == PHRASES[:2] and out['evidence_dropped'] == 1
+    assert out['evidence_ids'].shape == (2, 8) and out['evidence_mask'][0].sum() > 2
+    # cache look-up with the offline rule extractor (extracts in memory when missing)
+    t = TRANSFORMS.build(dict(type='EvidenceTokenizer', evidence=dict(
+        extractor=dict(type='rule'), cache_dir=str(tmp_path))))
+    out = t(dict(report='FINDINGS: There is a small left pleural effusion. No pneumothorax.',
+                 study_id='s'))
+    assert any('effusion' in p for p in out['evidence'])
+    assert not any('pneumothorax' in p for p in out['evidence'])
+    assert t(dict(kind='image', img_path='a.png')) == dict(kind='image', img_path='a.png')
+
+
+def test_phase_hook_applies_phases_and_records_them():
+    from types import SimpleNamespace
+    from lgdea.engine.hooks import LGDEAPhaseHook
+    model = _lgdea()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    logs = []
+    runner = SimpleNamespace(
+        model=model, max_iters=6, iter=0, epoch=0,
+        optim_wrapper=SimpleNamespace(optimizer=opt),
+        cfg=dict(optim_wrapper=dict(optimizer=dict(lr=1.0))),
+        logger=SimpleNamespace(info=logs.append))
+    runner.cfg = __import__('mmengine').Config(runner.cfg)
+    hook = LGDEAPhaseHook(by_epoch=False, phases=[
+        dict(iters=2, terms=['rec', 'align'], propagation=False, lr=0.5),
+        dict(iters=4, terms=['rec', 'p', 'u', 'align'], propagation=True, lr=0.1)])
+    hook.before_train(runner)
+    seen = []
+    for it in range(6):
+        runner.iter = it
+        hook.before_train_iter(runner, it)
+        seen.append((sorted(model.loss_module.terms), model.use_propagation,
+                     opt.param_groups[0]['lr']))
+    assert seen[0] == (['align', 'rec'], False, 0.5) and seen[1] == seen[0]
+    assert seen[2] == (['align', 'p', 'rec', 'u'], True, pytest.approx(0.1))
+    assert len(logs) == 2
+    ckpt = {}
+    runner.iter = 3
+    hook.before_save_checkpoint(runner, ckpt)
+    assert ckpt['meta']['lgdea_phase'] == dict(phase=2, iter_in_phase=0)
+    with pytest.raises(ValueError, match='phases last'):
+        runner.max_iters = 7
+        hook.before_train(runner)
