@@ -186,7 +186,7 @@ def test_phase_hook_applies_phases_and_records_them():
     ckpt = {}
     runner.iter = 3
     hook.before_save_checkpoint(runner, ckpt)
-    assert ckpt['meta']['lgdea_phase'] == dict(phase=2, iter_in_phase=0)
+    assert ckpt['meta']['lgdea_phase'] == dict(phase=2, iter_in_phase=1)
     with pytest.raises(ValueError, match='phases last'):
         runner.max_iters = 7
         hook.before_train(runner)

@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONHASHSEED=0 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-exec python -m pytest tests -q -p no:cacheprovider "$@"
+exec python -m pytest tests projects -q -p no:cacheprovider "$@"

@@ -85,8 +85,9 @@ class LGDEAPhaseHook(Hook):
             self._apply(runner, self.phase_at(runner.iter))
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        # CheckpointHook saves before the loop increments epoch / iter: they are 0-based here
         step = runner.epoch if self.by_epoch else runner.iter
-        checkpoint.setdefault('meta', {})['lgdea_phase'] = self.position(max(0, step - 1))
+        checkpoint.setdefault('meta', {})['lgdea_phase'] = self.position(step)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         self.current = None  # re-applied from the restored epoch / iteration
