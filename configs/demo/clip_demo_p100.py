@@ -8,4 +8,4 @@ pair_ratio = 1.0
 train_dataloader = dict(dataset=dict(pair_ratio=pair_ratio))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=1))
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=600, max_keep_ckpts=1))

@@ -14,16 +14,16 @@ train_dataloader = dict(
                  evidence={{_base_.evidence}}, report_pipeline={{_base_.report_pipeline}}))
 
 # Phase table (method.md), in iterations at demo scale; constant lr within a phase.
-max_iters = 1000
+max_iters = 600
 param_scheduler = []
 custom_hooks = [
     dict(type='PairingSplitHook'),
     dict(type='LGDEAPhaseHook', by_epoch=False, phases=[
-        dict(iters=200, terms=['rec', 'align'], propagation=False, lr=5e-4),
-        dict(iters=300, terms=['rec', 'p', 'u', 'align'], propagation=False, lr=5e-4),
-        dict(iters=500, terms=['rec', 'p', 'u', 'align'], propagation=True, lr=5e-4),
+        dict(iters=120, terms=['rec', 'align'], propagation=False, lr=5e-4),
+        dict(iters=180, terms=['rec', 'p', 'u', 'align'], propagation=False, lr=5e-4),
+        dict(iters=300, terms=['rec', 'p', 'u', 'align'], propagation=True, lr=5e-4),
     ]),
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=1))
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=600, max_keep_ckpts=1))

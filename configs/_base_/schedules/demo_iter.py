@@ -1,6 +1,6 @@
 # Iteration-based schedule of the demo: the same number of optimizer steps at every pairing
 # ratio, so a 5% run is not simply undertrained.
-max_iters = 1000
+max_iters = 600
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=5e-4, weight_decay=1e-4),

@@ -1,0 +1,103 @@
+"""Export the image encoder of any lgdea method to a plain timm / torchvision state dict.
+
+    python tools/export_image_encoder.py CONFIG CHECKPOINT OUT.pth [--format auto|timm|torchvision|raw]
+
+mmpretrain ``VisionTransformer`` backbones become timm ``VisionTransformer`` keys
+(``timm.create_model('vit_base_patch16_224', num_classes=0)`` loads them with
+``strict=True`` when the architecture matches; ``in_chans`` as trained), mmpretrain
+``ResNet`` backbones become torchvision ``resnet*`` keys (without ``fc``), and ``raw`` keeps
+the backbone keys as they are. The image encoder is found as the model's ``image_encoder``
+attribute (every method of this project has one).
+"""
+import argparse
+import re
+import sys
+from typing import Dict
+
+import torch
+
+#: mmpretrain ViT key -> timm ViT key (``re.sub``, first match wins).
+MMPRETRAIN_VIT_TO_TIMM = (
+    (r'^patch_embed\.projection\.', 'patch_embed.proj.'),
+    (r'^layers\.(\d+)\.ln1\.', r'blocks.\1.norm1.'),
+    (r'^layers\.(\d+)\.ln2\.', r'blocks.\1.norm2.'),
+    (r'^layers\.(\d+)\.attn\.', r'blocks.\1.attn.'),
+    (r'^layers\.(\d+)\.ffn\.layers\.0\.0\.', r'blocks.\1.mlp.fc1.'),
+    (r'^layers\.(\d+)\.ffn\.layers\.1\.', r'blocks.\1.mlp.fc2.'),
+    (r'^ln1\.', 'norm.'),
+)
+#: mmpretrain ResNet key -> torchvision ResNet key.
+MMPRETRAIN_RESNET_TO_TORCHVISION = (
+    (r'^norm1\.', 'bn1.'),
+    (r'^(layer\d+\.\d+)\.norm(\d)\.', r'\1.bn\2.'),
+)
+
+
+def _rename(state: Dict[str, torch.Tensor], rules) -> Dict[str, torch.Tensor]:
+    compiled = [(re.compile(p), r) for p, r in rules]
+    out = {}
+    for key, value in state.items():
+        new = key
+        for pattern, repl in compiled:
+            new, n = pattern.subn(repl, key)
+            if n:
+                break
+        out[new] = value
+    return out
+
+
+def backbone_state(model) -> Dict[str, torch.Tensor]:
+    """The backbone state dict of ``model.image_encoder`` (CXRImageEncoder or a timm one)."""
+    enc = getattr(model, 'image_encoder', None)
+    if enc is None:
+        raise AttributeError(f'{type(model).__name__} has no `image_encoder`.')
+    inner = getattr(enc, 'backbone', None) or getattr(enc, 'model', None) or enc
+    return {k: v.detach().cpu().clone() for k, v in inner.state_dict().items()}
+
+
+def export_state(model, fmt: str = 'auto') -> Dict[str, torch.Tensor]:
+    state = backbone_state(model)
+    kind = type(getattr(model.image_encoder, 'backbone', model.image_encoder)).__name__
+    if fmt == 'auto':
+        fmt = ('timm' if kind == 'VisionTransformer' else
+               'torchvision' if kind.startswith('ResNet') else 'raw')
+    if fmt == 'timm':
+        if kind != 'VisionTransformer':
+            raise ValueError(f'--format timm needs a VisionTransformer backbone, got {kind}')
+        return _rename(state, MMPRETRAIN_VIT_TO_TIMM)
+    if fmt == 'torchvision':
+        if not kind.startswith('ResNet'):
+            raise ValueError(f'--format torchvision needs a ResNet backbone, got {kind}')
+        return _rename(state, MMPRETRAIN_RESNET_TO_TORCHVISION)
+    if fmt == 'raw':
+        return state
+    raise ValueError(f'unknown --format {fmt!r}')
+
+
+def main(argv=None) -> Dict[str, torch.Tensor]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('config')
+    p.add_argument('checkpoint')
+    p.add_argument('out')
+    p.add_argument('--format', default='auto', choices=['auto', 'timm', 'torchvision', 'raw'])
+    args = p.parse_args(argv)
+    from mmengine.config import Config
+    from mmengine.runner import load_checkpoint
+
+    from lgdea.registry import MODELS
+    from lgdea.utils import register_all_modules
+    register_all_modules()
+    cfg = Config.fromfile(args.config)
+    image_cfg = cfg.model.get('image_encoder', {})
+    if isinstance(image_cfg, dict):
+        image_cfg.pop('checkpoint', None)  # the trained weights come from CHECKPOINT
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, args.checkpoint, map_location='cpu', strict=False)
+    state = export_state(model, args.format)
+    torch.save(state, args.out)
+    print(f'wrote {len(state)} tensors to {args.out}', file=sys.stderr)
+    return state
+
+
+if __name__ == '__main__':
+    main()
