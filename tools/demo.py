@@ -22,9 +22,10 @@ DEFAULT_CONFIGS = [
     'configs/demo/clip_demo_p5.py',
     'configs/demo/lgdea_demo_p5.py',
 ]
-COLUMNS = [('zero-shot acc', 'retrieval/zero_shot/accuracy'), ('P@1', 'retrieval/P@1'),
-           ('P@2', 'retrieval/P@2'), ('P@5', 'retrieval/P@5'), ('P@10', 'retrieval/P@10'),
-           ('grounding CNR', 'grounding/cnr')]
+COLUMNS = [('zero-shot acc', 'synthetic_5x200/zero_shot/accuracy'),
+           ('P@1', 'synthetic_5x200/retrieval/P@1'), ('P@2', 'synthetic_5x200/retrieval/P@2'),
+           ('P@5', 'synthetic_5x200/retrieval/P@5'), ('P@10', 'synthetic_5x200/retrieval/P@10'),
+           ('grounding CNR', 'synthetic_grounding/grounding/cnr')]
 
 
 def parse_args(argv=None):

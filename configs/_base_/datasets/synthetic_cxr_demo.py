@@ -60,4 +60,4 @@ test_cfg = dict(
     type='VLMultiTestLoop',
     extra_dataloaders=[dict(_eval_loader, dataset=_grounding)],
     extra_evaluators=[grounding_evaluator],
-    prefixes=['retrieval', 'grounding'])
+    prefixes=['synthetic_5x200', 'synthetic_grounding'])
