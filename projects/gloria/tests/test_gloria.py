@@ -244,7 +244,7 @@ def test_gloria_loss_decreases_on_a_tiny_batch():
     images, samples = _batch()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     totals = []
-    for _ in range(20):
+    for _ in range(15):
         data = model.data_preprocessor(
             dict(inputs=images, data_samples=samples, reports=samples), True)
         out = model(**data, mode='loss')

@@ -94,10 +94,14 @@ class GLoRIATextEncoder(BaseModule):
         embed_dims: output dimension of the optional projections; None keeps the encoder's
             width (official).
         pad_length: ``L_pad`` of Eq. W3 (the official tokenisation pads to 97).
+        projection_bias: give the optional projections a bias. Off by default: the sentence
+            feature is a sum scaled by ``1 / L_pad``, so a bias can dominate it and let every
+            sentence collapse onto one embedding (seen on the demo with a frozen encoder).
     """
 
     def __init__(self, encoder: dict, last_n_layers: int = 4, layer_aggregation: str = 'sum',
-                 embed_dims: Optional[int] = None, pad_length: int = 97, init_cfg=None):
+                 embed_dims: Optional[int] = None, pad_length: int = 97,
+                 projection_bias: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.encoder = MODELS.build(encoder)
         num_layers = self.encoder.model.config.num_hidden_layers
@@ -115,8 +119,8 @@ class GLoRIATextEncoder(BaseModule):
             self.emb_local = self.emb_global = None
             self.embed_dims = width
         else:
-            self.emb_local = nn.Linear(width, embed_dims)
-            self.emb_global = nn.Linear(width, embed_dims)
+            self.emb_local = nn.Linear(width, embed_dims, bias=projection_bias)
+            self.emb_global = nn.Linear(width, embed_dims, bias=projection_bias)
             self.embed_dims = embed_dims
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
