@@ -3,29 +3,34 @@
     python tools/demo.py                       # CLIP 100% / 5% and LGDEA 5% (README table)
     python tools/demo.py --configs configs/demo/clip_demo_p5.py --iters 200
 
-Each run is ``tools/train.py`` then ``tools/test.py`` in its own process; finished runs
-(checkpoint and test results present) are reused, so an interrupted demo resumes. The
-metrics table is printed and written to ``<work-dir>/demo_results.md`` / ``.json``.
+Each run is ``tools/train.py`` then ``tools/test.py`` in its own process
+(:class:`lgdea.benchmark.RunExecutor`); finished runs (test results present) are reused and a
+trained run is only evaluated, so an interrupted demo resumes. Run ``<config stem>_seed<seed>``
+works in ``<work-dir>/<config stem>_seed<seed>``. The metrics table is printed and written to
+``<work-dir>/demo_results.md`` / ``.json``. For several seeds, mean ± std and the paper's
+table layouts use ``tools/benchmark.py`` (docs/benchmark.md).
 """
 import argparse
-import glob
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 import time
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+_REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+from lgdea.benchmark import (BenchmarkSpec, RunExecutor, RunSpec, SettingSpec,  # noqa: E402
+                             build_layouts, build_table, collect_run, format_markdown_grid)
+from lgdea.benchmark.runs import load_config  # noqa: E402
+from lgdea.benchmark.spec import ROOT, resolve_datasets  # noqa: E402
+
 DEFAULT_CONFIGS = [
     'configs/demo/clip_demo_p100.py',
     'configs/demo/clip_demo_p5.py',
     'configs/demo/lgdea_demo_p5.py',
 ]
-COLUMNS = [('zero-shot acc', 'synthetic_5x200/zero_shot/accuracy'),
-           ('P@1', 'synthetic_5x200/retrieval/P@1'), ('P@2', 'synthetic_5x200/retrieval/P@2'),
-           ('P@5', 'synthetic_5x200/retrieval/P@5'), ('P@10', 'synthetic_5x200/retrieval/P@10'),
-           ('grounding CNR', 'synthetic_grounding/grounding/cnr')]
 
 
 def parse_args(argv=None):
@@ -40,84 +45,60 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _overrides(cfg_path: str, iters, seed: int, extra) -> list:
-    opts = [f'randomness.seed={seed}'] + list(extra)
-    if iters is not None:
-        from mmengine.config import Config
-        cfg = Config.fromfile(osp.join(ROOT, cfg_path))
-        opts += [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
-                 f'default_hooks.checkpoint.interval={iters}']
-        for i, hook in enumerate(cfg.get('custom_hooks', [])):
-            if hook.get('type') == 'LGDEAPhaseHook':
-                total = sum(ph['iters'] for ph in hook['phases'])
-                lengths = [max(1, round(ph['iters'] * iters / total)) for ph in hook['phases']]
-                lengths[-1] = iters - sum(lengths[:-1])
-                opts += [f'custom_hooks.{i}.phases.{j}.iters={n}' for j, n in enumerate(lengths)]
-        opts += ['param_scheduler=[]'] if iters < 100 else []
-    return opts
+def demo_spec(args) -> BenchmarkSpec:
+    """The demo as a one-seed benchmark spec: one setting per config, named by its stem, the
+    pairing read from the config (with ``--cfg-options``)."""
+    settings = []
+    for config in args.configs:
+        path = config if osp.isabs(config) else osp.join(ROOT, config)
+        cfg = load_config(path, args.cfg_options)
+        dataset = (cfg.get('train_dataloader') or {}).get('dataset') or {}
+        stem = osp.splitext(osp.basename(config))[0]
+        settings.append(SettingSpec(name=stem, config=config, label=stem,
+                                    pairing=100 * float(dataset.get('pair_ratio', 1.0))))
+    return BenchmarkSpec(settings=settings, seeds=[args.seed], tables=['overview'],
+                         work_dir=args.work_dir, datasets=resolve_datasets('synthetic'),
+                         iters=args.iters, cfg_options=list(args.cfg_options), title='demo')
 
 
-def _run(cmd, log_path) -> None:
-    with open(log_path, 'a') as log:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode:
-        tail = open(log_path).read()[-3000:]
-        raise SystemExit(f'command failed ({proc.returncode}): {" ".join(cmd)}\n'
-                         f'--- last lines of {log_path} ---\n{tail}')
+def demo_runs(spec: BenchmarkSpec) -> list:
+    """Runs of the demo spec in the demo's work-dir layout ``<work-dir>/<stem>_seed<seed>``."""
+    runs = []
+    for run in spec.expand():
+        run_id = f'{run.name}_seed{run.seed}'
+        runs.append(RunSpec(setting=run.setting, seed=run.seed,
+                            work_dir=osp.join(spec.work_dir, run_id),
+                            cfg_options=run.cfg_options, iters=run.iters, run_id=run_id))
+    return runs
 
 
-def run_one(cfg_path: str, args) -> dict:
-    name = osp.splitext(osp.basename(cfg_path))[0]
-    wd = osp.join(args.work_dir, f'{name}_seed{args.seed}')
-    os.makedirs(wd, exist_ok=True)
-    log = osp.join(wd, 'demo.log')
-    opts = _overrides(cfg_path, args.iters, args.seed, args.cfg_options)
-    results = sorted(glob.glob(osp.join(wd, '*_test_results.json')))
-    t0 = time.time()
-    if not results:
-        ckpts = sorted(glob.glob(osp.join(wd, 'iter_*.pth')),
-                       key=lambda p: int(p.rsplit('_', 1)[1][:-4]))
-        if not ckpts:
-            print(f'[demo] training {name} (log: {log})', flush=True)
-            _run([sys.executable, 'tools/train.py', cfg_path, '--work-dir', wd,
-                  '--cfg-options', *opts], log)
-            ckpts = sorted(glob.glob(osp.join(wd, 'iter_*.pth')),
-                           key=lambda p: int(p.rsplit('_', 1)[1][:-4]))
-        print(f'[demo] evaluating {name}', flush=True)
-        _run([sys.executable, 'tools/test.py', cfg_path, ckpts[-1], '--work-dir', wd,
-              '--cfg-options', *opts], log)
-        results = sorted(glob.glob(osp.join(wd, '*_test_results.json')))
-    with open(results[-1]) as f:
-        metrics = json.load(f)
-    metrics = metrics.get('metrics', metrics)
-    return dict(name=name, seconds=round(time.time() - t0, 1), metrics=metrics)
+def main(argv=None, executor: RunExecutor = None):
+    """Run the demo; returns the table rows (``dict(name, seconds, metrics)`` per config).
 
-
-def format_table(rows) -> str:
-    head = '| run | ' + ' | '.join(c for c, _ in COLUMNS) + ' | wall time (s) |'
-    lines = [head, '|' + '---|' * (len(COLUMNS) + 2)]
-    for r in rows:
-        cells = []
-        for _, key in COLUMNS:
-            v = r['metrics'].get(key)
-            cells.append('n/a' if v is None else f'{v:.2f}' if 'cnr' in key else f'{v:.1f}')
-        lines.append(f'| {r["name"]} | ' + ' | '.join(cells) + f' | {r["seconds"]} |')
-    return '\n'.join(lines)
-
-
-def main(argv=None):
+    Args:
+        argv: command-line arguments (None = ``sys.argv[1:]``).
+        executor: the run executor (tests pass one with a fake launcher).
+    """
     args = parse_args(argv)
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     start = time.time()
-    rows = [run_one(c, args) for c in args.configs]
-    table = format_table(rows)
+    spec = demo_spec(args)
+    runs = demo_runs(spec)
+    executor = executor or RunExecutor()
+    for i, run in enumerate(runs):
+        executor.execute(run, position=f'{i + 1}/{len(runs)}')
+    records = [collect_run(run) for run in runs]
+    layout = build_layouts(spec.datasets)['overview']
+    table = format_markdown_grid(build_table(layout, spec.settings, records, spec.seeds),
+                                 mark_best=False)
     total = time.time() - start
     print('\nSynthetic CXR benchmark (accuracy and P@K in %, chance = 20%):\n')
     print(table)
     print(f'\ntotal wall time: {total:.0f} s')
-    with open(osp.join(args.work_dir, 'demo_results.md'), 'w') as f:
+    with open(osp.join(spec.work_dir, 'demo_results.md'), 'w') as f:
         f.write(table + f'\n\ntotal wall time: {total:.0f} s\n')
-    with open(osp.join(args.work_dir, 'demo_results.json'), 'w') as f:
+    rows = [dict(name=r.run.name, seconds=r.wall_time_s, metrics=r.metrics) for r in records]
+    with open(osp.join(spec.work_dir, 'demo_results.json'), 'w') as f:
         json.dump(rows, f, indent=1)
     return rows
 

@@ -81,18 +81,11 @@ def main(argv=None) -> Dict[str, torch.Tensor]:
     p.add_argument('out')
     p.add_argument('--format', default='auto', choices=['auto', 'timm', 'torchvision', 'raw'])
     args = p.parse_args(argv)
-    from mmengine.config import Config
-    from mmengine.runner import load_checkpoint
+    from lgdea.visualization import init_model
 
-    from lgdea.registry import MODELS
-    from lgdea.utils import register_all_modules
-    register_all_modules()
-    cfg = Config.fromfile(args.config)
-    image_cfg = cfg.model.get('image_encoder', {})
-    if isinstance(image_cfg, dict):
-        image_cfg.pop('checkpoint', None)  # the trained weights come from CHECKPOINT
-    model = MODELS.build(cfg.model)
-    load_checkpoint(model, args.checkpoint, map_location='cpu', strict=False)
+    # the image encoder's starting `checkpoint` is dropped: the trained weights come from
+    # CHECKPOINT
+    model = init_model(args.config, args.checkpoint, device='cpu', strict=False)
     state = export_state(model, args.format)
     torch.save(state, args.out)
     print(f'wrote {len(state)} tensors to {args.out}', file=sys.stderr)

@@ -5,7 +5,13 @@ Examples::
     python tools/test.py CONFIG work_dirs/run1/epoch_10.pth
     python tools/test.py CONFIG CKPT --out results/metrics.json --out-item metrics
     python tools/test.py CONFIG CKPT --out results/preds.pkl         # raw predictions
+    python tools/test.py CONFIG CKPT --no-linear-probe               # skip the linear probe
+    python tools/test.py CONFIG CKPT --linear-probe-only             # only the linear probe
     bash tools/dist_test.sh CONFIG CKPT 2
+
+A config with a ``linear_probe`` section also gets the linear-probe evaluation after the test
+loop (docs/linear_probe.md): its ``<task>/linear_probe@<pct>/<metric>`` keys are logged and
+merged into the same ``<work_dir>/<timestamp>_test_results.json``.
 
 See docs/get_started.md.
 """
@@ -27,6 +33,8 @@ if _REPO_ROOT not in sys.path:
 
 from lgdea.engine.runner import (set_dataloader_defaults, setup_runner_env,  # noqa: E402
                                  teardown_runner_env)
+from lgdea.evaluation.linear_probe import (merge_results_json,  # noqa: E402
+                                           run_linear_probe_with_runner)
 from lgdea.utils import register_all_modules  # noqa: E402
 
 
@@ -48,6 +56,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'lists as key="[a,b]" or key=a,b (quotes needed, no spaces)')
     parser.add_argument('--no-pin-memory', action='store_true',
                         help='set pin_memory=False in every dataloader')
+    probe = parser.add_mutually_exclusive_group()
+    probe.add_argument('--no-linear-probe', action='store_true',
+                       help='skip the linear probe of the config\'s `linear_probe` section')
+    probe.add_argument('--linear-probe-only', action='store_true',
+                       help='run only the linear probe (no test loop); its metrics go to '
+                       '<work_dir>/<timestamp>_test_results.json')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -56,6 +70,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     if args.out is None and args.out_item is not None:
         parser.error('--out-item needs --out (the file to write to).')
+    if args.linear_probe_only and args.out is not None and args.out_item != 'metrics':
+        parser.error('--linear-probe-only makes no predictions; use --out-item metrics.')
     return args
 
 
@@ -88,8 +104,13 @@ def build_runner(cfg: Config) -> Runner:
     return RUNNERS.build(cfg)
 
 
+def _results_file(runner: Runner) -> str:
+    """``<work_dir>/<timestamp>_test_results.json``, the file the VL test loops write."""
+    return osp.join(runner.work_dir, f'{runner.timestamp}_test_results.json')
+
+
 def main(argv: Optional[List[str]] = None) -> dict:
-    """Evaluate; returns the metrics of ``runner.test()``.
+    """Evaluate; returns the metrics of ``runner.test()`` plus those of the linear probe.
 
     Args:
         argv: command-line arguments without the program name (None = ``sys.argv[1:]``).
@@ -102,12 +123,30 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if args.out is not None and out_item == 'pred' and not args.out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out {args.out}: predictions are written as a pickle; use a .pkl '
                          'file, or --out-item metrics for .json / .yaml.')
+    probe_cfg = None if args.no_linear_probe else cfg.get('linear_probe')
+    if args.linear_probe_only and not probe_cfg:
+        raise ValueError(f'{args.config} has no `linear_probe` section; --linear-probe-only '
+                         'needs one (docs/linear_probe.md).')
     setup_runner_env(cfg)
     try:
         runner = build_runner(cfg)
-        if args.out is not None and out_item == 'pred':
-            runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-        metrics = runner.test()
+        if args.linear_probe_only:
+            runner.load_or_resume()
+            metrics = dict(run_linear_probe_with_runner(
+                runner, probe_cfg, args.checkpoint, results_file=_results_file(runner)))
+        else:
+            if args.out is not None and out_item == 'pred':
+                runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+            metrics = runner.test()
+            if probe_cfg:
+                results_file = getattr(runner.test_loop, 'results_file', None)
+                if results_file is None:  # a loop that writes no JSON: start one
+                    results_file = _results_file(runner)
+                    if is_main_process():
+                        merge_results_json(results_file, metrics)
+                metrics = dict(metrics)
+                metrics.update(run_linear_probe_with_runner(
+                    runner, probe_cfg, args.checkpoint, results_file=results_file))
         if args.out is not None and out_item == 'metrics' and is_main_process():
             mmengine.mkdir_or_exist(osp.dirname(osp.abspath(args.out)))
             mmengine.dump(metrics, args.out)

@@ -7,7 +7,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 __all__ = ['boxes_mask', 'contrast_to_noise_ratio', 'zscore_columns', 'aggregate_prompt_scores',
-           'argmax_first', 'macro_f1', 'retrieval_precision_at_k']
+           'argmax_first', 'macro_f1', 'rank_candidates', 'retrieval_precision_at_k']
 
 
 def boxes_mask(boxes: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
@@ -114,6 +114,15 @@ def macro_f1(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.mean(f1)) if f1 else float('nan')
 
 
+def rank_candidates(sim: np.ndarray, exclude: Optional[np.ndarray] = None) -> np.ndarray:
+    """[N_q, N_c] candidate indices of each query by descending similarity, ties by candidate
+    index (stable sort); excluded candidates (``exclude`` [N_q, N_c] boolean) go last."""
+    sim = np.asarray(sim, dtype=np.float64)
+    if exclude is not None:
+        sim = np.where(exclude, -np.inf, sim)
+    return np.argsort(-sim, axis=1, kind='stable')
+
+
 def retrieval_precision_at_k(sim: np.ndarray, query_labels: Sequence[int],
                              cand_labels: Sequence[int], topk: Sequence[int],
                              exclude: Optional[np.ndarray] = None) -> Dict[str, float]:
@@ -137,9 +146,7 @@ def retrieval_precision_at_k(sim: np.ndarray, query_labels: Sequence[int],
     """
     sim = np.asarray(sim, dtype=np.float64)
     q, c = np.asarray(query_labels), np.asarray(cand_labels)
-    if exclude is not None:
-        sim = np.where(exclude, -np.inf, sim)
-    order = np.argsort(-sim, axis=1, kind='stable')
+    order = rank_candidates(sim, exclude)
     hits = c[order] == q[:, None]  # [N_q, N_c]
     out = {}
     for k in topk:

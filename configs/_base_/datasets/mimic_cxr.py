@@ -77,3 +77,55 @@ test_cfg = dict(type='VLMultiTestLoop',
                 extra_dataloaders=[dict(_eval_loader, dataset=ms_cxr)],
                 extra_evaluators=[grounding_evaluator],
                 prefixes=['mimic_5x200', 'ms_cxr'])
+
+# Linear probe (docs/linear_probe.md; Table V): a linear classifier on the frozen `probe` image
+# features, trained on 1 / 10 / 100 % of the training labels (Table V columns: 100 %), epoch and
+# weight decay selected on val, scored on test. RSNA / COVID: accuracy; NIH: 14-label BCE,
+# macro AUROC. ID lists: `python tools/build_eval_splits.py rsna|covid|nih --out-dir
+# data/eval_splits ...` (1 / 10 % subsets in <name>_train_{pct}pct.csv; NIH's 100 % is
+# nih_train.csv). tools/test.py runs it after the test loop (--no-linear-probe skips it).
+rsna_root = 'data/rsna-pneumonia'                  # stage_2_train_labels.csv, stage_2_train_images/
+covid_root = 'data/COVID-19_Radiography_Dataset'   # COVID/images, Normal/images, ...
+nih_root = 'data/ChestX-ray14'                     # Data_Entry_2017_v2020.csv, images*/
+linear_probe_pipeline = [
+    dict(type='LoadCXRImage'),
+    dict(type='ResizeCXR', scale=(224, 224)),
+    dict(type='PackVLInputs'),
+]
+_rsna = dict(type='RSNAPneumoniaDataset', data_root=rsna_root)
+_covid = dict(type='COVIDRadiographyDataset', data_root=covid_root)
+_nih = dict(type='NIHChestXray14Dataset', data_root=nih_root, mode='classification')
+linear_probe = dict(
+    tasks=[
+        dict(name='rsna', multilabel=False, fractions=[1, 10, 100],
+             train=dict(_rsna, split_file=eval_split_root + '/rsna_train.csv'),
+             val=dict(_rsna, split_file=eval_split_root + '/rsna_val.csv'),
+             test=dict(_rsna, split_file=eval_split_root + '/rsna_test.csv'),
+             train_fraction_override=dict(
+                 split_file=eval_split_root + '/rsna_train_{pct}pct.csv')),
+        dict(name='covid', multilabel=False, fractions=[1, 10, 100],
+             train=dict(_covid, split_file=eval_split_root + '/covid_train.csv'),
+             val=dict(_covid, split_file=eval_split_root + '/covid_val.csv'),
+             test=dict(_covid, split_file=eval_split_root + '/covid_test.csv'),
+             train_fraction_override=dict(
+                 split_file=eval_split_root + '/covid_train_{pct}pct.csv')),
+        # rare labels (Hernia: ~0.2 %) can have no positive at 1 %: counted, not an error
+        dict(name='nih', multilabel=True, fractions=[1, 10, 100],
+             allow_labels_without_positives=True,
+             train=dict(_nih, split_file=eval_split_root + '/nih_train.csv'),
+             val=dict(_nih, split_file=eval_split_root + '/nih_val.csv'),
+             test=dict(_nih, split_file=eval_split_root + '/nih_test.csv'),
+             train_fraction_override=dict(
+                 split_file=eval_split_root + '/nih_train_{pct}pct.csv')),
+    ],
+    pipeline=linear_probe_pipeline,
+    mode='linear',
+    epochs=100,
+    lr=1e-3,
+    weight_decays=[0.0, 1e-4, 1e-3, 1e-2],
+    batch_size=256,
+    feature_batch_size=128,
+    num_workers=4,
+    # BenchX-style full fine-tuning (mode='finetune'): encoder lr = lr * encoder_lr_mult
+    finetune=dict(epochs=10, lr=1e-3, weight_decay=1e-4, encoder_lr_mult=0.1, batch_size=32),
+)

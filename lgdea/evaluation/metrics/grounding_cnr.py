@@ -1,6 +1,6 @@
 """Phrase grounding contrast-to-noise ratio (BioViL / MS-CXR, docs/references.md, sec. 3b)."""
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -56,12 +56,16 @@ class GroundingCNR(BaseVLMetric):
                                'grounding datasets give phrase, boxes (x, y, w, h) and '
                                'ori_shape.')
 
-    def pair_scores(self, results: List[dict]) -> List[dict]:
-        """Per-record ``dict(category, cnr, signed_cnr)``."""
+    def original_maps(self, results: List[dict]) -> Iterator[Tuple[dict, np.ndarray]]:
+        """Yield ``(record, map)`` per record, in order: ``model.grounding_map`` of its phrase
+        on the patch grid [h, w] -> optional smoothing (``smooth_sigma``) -> :func:`invert_map`
+        to ``ori_shape`` [H, W] (float64, NaN outside the field of view).
+
+        This is the map the CNR is computed on; figures (``lgdea.visualization``) draw it.
+        """
         from scipy.ndimage import gaussian_filter
         for r in results:
             self._check(r)
-        out = []
         for start, img in self.image_batches(results):
             part = results[start:start + self.batch_size]
             txt = self.encode_texts([r['phrase'] for r in part], kind='phrase')[0]
@@ -74,12 +78,20 @@ class GroundingCNR(BaseVLMetric):
                 if self.smooth_sigma is not None:
                     m = gaussian_filter(m, sigma=self.smooth_sigma)
                 ori_shape = tuple(int(s) for s in r['ori_shape'])
-                full = invert_map(m, r.get('geometry'), ori_shape)
-                inside = boxes_mask(np.asarray(r['boxes']), ori_shape)
-                out.append(dict(category=r.get('category'),
-                                cnr=contrast_to_noise_ratio(full, inside),
-                                signed_cnr=contrast_to_noise_ratio(full, inside, signed=True)))
-        return out
+                yield r, invert_map(m, r.get('geometry'), ori_shape)
+
+    @staticmethod
+    def score_map(full: np.ndarray, record: dict) -> dict:
+        """``dict(category, cnr, signed_cnr)`` of a map in original pixels [H, W] against the
+        union of the record's boxes."""
+        inside = boxes_mask(np.asarray(record['boxes']), full.shape)
+        return dict(category=record.get('category'),
+                    cnr=contrast_to_noise_ratio(full, inside),
+                    signed_cnr=contrast_to_noise_ratio(full, inside, signed=True))
+
+    def pair_scores(self, results: List[dict]) -> List[dict]:
+        """Per-record ``dict(category, cnr, signed_cnr)``."""
+        return [self.score_map(full, r) for r, full in self.original_maps(results)]
 
     def _categories(self, pairs: List[dict]) -> List[str]:
         present = []

@@ -83,21 +83,29 @@ class RetrievalPrecisionAtK(BaseVLMetric):
                              '`candidates`.')
         return out
 
-    def compute_from_results(self, results: List[dict]) -> Dict[str, float]:
-        cands = self.build_candidates(results)
+    def encode_candidates(self, cands: List[dict]) -> List[Dict]:
+        """Encode candidate reports (``kind='report'``, with their evidence when any has it);
+        returns the chunk features of :meth:`encode_texts`."""
         evidence = None
         if any(c['evidence'] is not None for c in cands):
             evidence = [c['evidence'] for c in cands]
-        chunks = self.encode_texts([c['text'] for c in cands], kind='report', evidence=evidence)
-        sim = self.similarity_matrix(results, chunks)
+        return self.encode_texts([c['text'] for c in cands], kind='report', evidence=evidence)
+
+    def exclusion_mask(self, results: List[dict], cands: List[dict]) -> Optional[np.ndarray]:
+        """[N_q, N_c] candidates removed from each query's ranking (its own study when
+        ``exclude_own_study``), or None."""
+        if not self.exclude_own_study:
+            return None
+        q_study = np.array([str(r.get('study_id')) for r in results])
+        c_study = np.array([str(c['study_id']) for c in cands])
+        return q_study[:, None] == c_study[None, :]
+
+    def compute_from_results(self, results: List[dict]) -> Dict[str, float]:
+        cands = self.build_candidates(results)
+        sim = self.similarity_matrix(results, self.encode_candidates(cands))
         q_labels = [label_of(r['gt_label'], f'image {r.get("img_path")}') for r in results]
-        exclude = None
-        if self.exclude_own_study:
-            q_study = np.array([str(r.get('study_id')) for r in results])
-            c_study = np.array([str(c['study_id']) for c in cands])
-            exclude = q_study[:, None] == c_study[None, :]
         raw = retrieval_precision_at_k(sim, q_labels, [c['label'] for c in cands], self.topk,
-                                       exclude=exclude)
+                                       exclude=self.exclusion_mask(results, cands))
         metrics = {k: v * 100.0 for k, v in raw.items()}
         metrics['num_candidates'] = len(cands)
         return metrics

@@ -1,0 +1,140 @@
+"""Finished runs as records, and their aggregation over seeds (mean and std per metric).
+
+:func:`collect_run` reads what a run left in its work dir: the newest
+``*_test_results.json`` (``tools/test.py``; a ``{'metrics': ...}`` wrapper is unwrapped), the
+wall times of ``benchmark_run.json`` and, from the config, whether the run used early stopping
+(``early_stopping`` set in the config, or an ``EarlyStoppingHook``) and its
+``model_selection``.
+"""
+import json
+import math
+import os.path as osp
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .runs import (latest_results_file, load_config, read_run_info, run_cfg_options,
+                   select_checkpoint)
+from .spec import RunSpec
+
+__all__ = ['WALL_TIME_KEY', 'RunRecord', 'collect_run', 'config_facts', 'read_metrics',
+           'MetricSummary', 'summarize']
+
+#: Pseudo metric key under which a run's wall time (train + test, seconds) enters the tables.
+WALL_TIME_KEY = 'benchmark/wall_time_s'
+
+
+def read_metrics(path: str) -> Dict[str, float]:
+    """Metrics of a results JSON; ``{'metrics': {...}}`` is unwrapped, null stays None."""
+    with open(path) as f:
+        data = json.load(f)
+    if isinstance(data, dict) and isinstance(data.get('metrics'), dict):
+        data = data['metrics']
+    if not isinstance(data, dict):
+        raise ValueError(f'{path}: expected a JSON object of metrics')
+    return data
+
+
+_FACTS_CACHE: Dict[Tuple[str, Tuple[str, ...]], Tuple[Optional[bool], Optional[str]]] = {}
+
+
+def config_facts(run: RunSpec) -> Tuple[Optional[bool], Optional[str]]:
+    """``(early_stopping, model_selection)`` of a run's config (None, None if it is missing).
+
+    Early stopping counts as used when the config sets a truthy ``early_stopping`` or has an
+    ``EarlyStoppingHook`` in ``custom_hooks``; ``model_selection`` defaults to ``'last'``.
+    """
+    key = (run.config_path, tuple(run.cfg_options))
+    if key not in _FACTS_CACHE:
+        if not osp.isfile(run.config_path):
+            return None, None
+        cfg = load_config(run.config_path, run.cfg_options)
+        hooks = [str(h.get('type', '')) for h in cfg.get('custom_hooks') or []]
+        early = bool(cfg.get('early_stopping')) or any('EarlyStopping' in h for h in hooks)
+        _FACTS_CACHE[key] = (early, str(cfg.get('model_selection', 'last')))
+    return _FACTS_CACHE[key]
+
+
+@dataclass
+class RunRecord:
+    """A run as the tables and ``results.json`` see it.
+
+    ``status`` is ``'finished'`` (results present) or ``'missing'``; ``metrics`` is None
+    when missing. ``wall_time_s`` = recorded train + test seconds (None if not recorded, e.g.
+    results produced outside the benchmark).
+    """
+
+    run: RunSpec
+    status: str
+    metrics: Optional[Dict[str, float]] = None
+    results_file: Optional[str] = None
+    checkpoint: Optional[str] = None
+    train_seconds: Optional[float] = None
+    test_seconds: Optional[float] = None
+    early_stopping: Optional[bool] = None
+    model_selection: Optional[str] = None
+    cfg_options: List[str] = field(default_factory=list)
+
+    @property
+    def wall_time_s(self) -> Optional[float]:
+        parts = [s for s in (self.train_seconds, self.test_seconds) if s is not None]
+        return round(sum(parts), 1) if parts else None
+
+    def table_metrics(self) -> Dict[str, float]:
+        """Metrics plus the wall time under :data:`WALL_TIME_KEY`."""
+        out = dict(self.metrics or {})
+        if self.wall_time_s is not None:
+            out[WALL_TIME_KEY] = self.wall_time_s
+        return out
+
+    def to_json(self) -> dict:
+        setting = self.run.setting
+        return dict(run_id=self.run.run_id, name=setting.name, label=setting.label,
+                    group=setting.group, config=setting.config, pairing=setting.pairing,
+                    seed=self.run.seed, sweep=setting.sweep or None, work_dir=self.run.work_dir,
+                    status=self.status, wall_time_s=self.wall_time_s,
+                    train_seconds=self.train_seconds, test_seconds=self.test_seconds,
+                    early_stopping=self.early_stopping, model_selection=self.model_selection,
+                    cfg_options=self.cfg_options, checkpoint=self.checkpoint,
+                    results_file=self.results_file, metrics=self.metrics)
+
+
+def collect_run(run: RunSpec) -> RunRecord:
+    """The record of ``run`` from its work dir (``status='missing'`` without results)."""
+    early, selection = config_facts(run)
+    info = read_run_info(run.work_dir)
+    results = latest_results_file(run.work_dir)
+    checkpoint = info.get('checkpoint') or select_checkpoint(run.work_dir, selection or 'last')
+    cfg_options = info.get('cfg_options')
+    if cfg_options is None:
+        try:
+            cfg_options = run_cfg_options(run)
+        except (FileNotFoundError, ValueError):
+            cfg_options = list(run.cfg_options)
+    return RunRecord(run=run, status='finished' if results else 'missing',
+                     metrics=read_metrics(results) if results else None, results_file=results,
+                     checkpoint=checkpoint, train_seconds=info.get('train_seconds'),
+                     test_seconds=info.get('test_seconds'), early_stopping=early,
+                     model_selection=selection, cfg_options=cfg_options)
+
+
+@dataclass
+class MetricSummary:
+    """Mean and std of one metric over the seeds that have it (``n`` of them); ``std`` is None
+    with fewer than two values."""
+
+    mean: Optional[float]
+    std: Optional[float]
+    n: int
+
+
+def summarize(values: Sequence[Optional[float]], ddof: int = 1) -> MetricSummary:
+    """Mean and std (``ddof`` 1: sample std) of the finite values (None / NaN left out)."""
+    finite = [float(v) for v in values
+              if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    if not finite:
+        return MetricSummary(None, None, 0)
+    arr = np.asarray(finite, dtype=np.float64)
+    std = float(arr.std(ddof=ddof)) if arr.size > max(1, ddof) else None
+    return MetricSummary(float(arr.mean()), std, int(arr.size))
