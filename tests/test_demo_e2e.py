@@ -24,10 +24,14 @@ def _options(iters):
              'default_hooks.checkpoint.interval=%d' % iters, 'param_scheduler=[]',
              'train_dataloader.batch_size=8', 'train_dataloader.num_workers=0',
              'train_dataloader.persistent_workers=False', 'val_dataloader.num_workers=0',
-             'test_dataloader.num_workers=0']
+             'test_dataloader.num_workers=0',
+             # the linear probe has its own end-to-end test (test_linear_probe.py)
+             'linear_probe=None']
             + _small('train_dataloader.dataset.dataset') + _small('val_dataloader.dataset')
             + _small('test_dataloader.dataset')
-            + _small('test_cfg.extra_dataloaders.0.dataset'))
+            + _small('test_cfg.extra_dataloaders.0.dataset')
+            + _small('val_cfg.extra_dataloaders.0.dataset.dataset')
+            + ['val_cfg.extra_dataloaders.0.num_workers=0'])
 
 
 def _train_and_test(config, tmp_path, monkeypatch, extra=()):
@@ -37,6 +41,9 @@ def _train_and_test(config, tmp_path, monkeypatch, extra=()):
     _tool('train').main([osp.join(ROOT, config), '--work-dir', work, '--cfg-options', *opts])
     ckpt = osp.join(work, 'iter_4.pth')
     assert osp.isfile(ckpt) and osp.isfile(osp.join(work, 'pairing_split.json'))
+    # pretraining validation: the training objective on held-out pairs, for every method
+    logs = glob.glob(osp.join(work, '*', '*.log'))
+    assert any('synthetic_pretrain_val/loss/loss:' in open(p).read() for p in logs), logs
     metrics = _tool('test').main([osp.join(ROOT, config), ckpt, '--work-dir', work,
                                   '--cfg-options', *opts])
     files = glob.glob(osp.join(work, '*_test_results.json'))

@@ -54,9 +54,21 @@ retrieval_evaluator = [
 ]
 grounding_evaluator = [dict(type='GroundingCNR')]
 
+# Pretraining validation, the same for every method: zero-shot / P@K on the retrieval set and
+# the training objective (every loss term, PairedValLoss) on its held-out image-report pairs.
 val_dataloader = dict(_eval_loader, dataset=_retrieval)
 val_evaluator = retrieval_evaluator
-val_cfg = dict(type='VLValLoop')
+_pretrain_val = dict(
+    _eval_loader,
+    dataset=dict(type='LimitedPairingDataset', dataset=dict(synthetic, split='retrieval'),
+                 pair_ratio=1.0, include_unpaired=False, evidence=evidence,
+                 pipeline=[dict(type='LoadCXRImage'), dict(type='ResizeCXR', scale=(64, 64)),
+                           dict(type='PackVLInputs')],
+                 report_pipeline=report_pipeline))
+val_cfg = dict(type='VLMultiValLoop',
+               extra_dataloaders=[_pretrain_val],
+               extra_evaluators=[[dict(type='PairedValLoss', prefix='loss')]],
+               prefixes=['synthetic_5x200', 'synthetic_pretrain_val'])
 
 test_dataloader = dict(_eval_loader, dataset=_retrieval)
 test_evaluator = retrieval_evaluator

@@ -5,12 +5,10 @@ Importing this package registers its components into the lgdea registries:
 - MODELS: ``MGCA``, ``MGCAGlobalEmbedding``, ``MGCALocalEmbedding``, ``TokenAlignmentLoss``,
   ``PrototypeAlignmentLoss``, ``CNNLocalGlobalEncoder``
 - HOOKS: ``MGCAPrototypeFreezeHook``
-- METRICS: ``PairedValLoss``
 - checkpoint conversion: the ``'mgca'`` key map of ``tools/convert_official_ckpt.py``
 
 Configs load it with ``custom_imports = dict(imports=['lgdea', 'projects.mgca.mgca'])``.
 """
-from .evaluation import *  # noqa: F401,F403
 from .hooks import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403
 from . import ckpt_keys  # noqa: F401,E402

@@ -1,4 +1,5 @@
-"""Pretraining loss on a held-out paired split: the monitor of MGCA's official early stop."""
+"""Pretraining loss on a held-out paired split, for every method (pretraining validation;
+also the monitor of MGCA's official early stop)."""
 from typing import Dict, List, Optional, Sequence
 
 import torch

@@ -1,3 +1,0 @@
-from .paired_val_loss import PairedValLoss
-
-__all__ = ['PairedValLoss']
