@@ -1,6 +1,6 @@
 """Train and evaluate the demo configs on the embedded synthetic CXR benchmark.
 
-    python tools/demo.py                       # CLIP 100% / 5% and LGDEA 5% (README table)
+    python tools/demo.py                       # CLIP 100% / 5% and LGDEA 5% (repaired; README table)
     python tools/demo.py --configs configs/demo/clip_demo_p5.py --iters 200
 
 Each run is ``tools/train.py`` then ``tools/test.py`` in its own process
@@ -29,7 +29,7 @@ from lgdea.benchmark.spec import ROOT, resolve_datasets  # noqa: E402
 DEFAULT_CONFIGS = [
     'configs/demo/clip_demo_p100.py',
     'configs/demo/clip_demo_p5.py',
-    'configs/demo/lgdea_demo_p5.py',
+    'configs/demo/lgdea_demo_p5_repaired.py',
 ]
 
 
