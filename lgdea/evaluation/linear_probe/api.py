@@ -35,7 +35,8 @@ from mmengine.model import is_model_wrapper
 from ..metrics.base import model_device
 from .features import build_feature_table, feature_cache_key, model_fingerprint
 from .metrics import classification_metrics, primary_metric
-from .tasks import ProbeTask, SubsetData, check_train_labels, load_subset, parse_task, pct_label
+from .tasks import (ProbeTask, SubsetData, _plain, check_train_labels, load_subset, parse_task,
+                    pct_label)
 from .trainer import finetune_classifier, finetune_scores, predict_scores, train_linear_probe
 
 __all__ = ['LINEAR_PROBE_DEFAULTS', 'resolve_linear_probe_cfg', 'run_linear_probe',
@@ -63,14 +64,6 @@ LINEAR_PROBE_DEFAULTS = dict(
 )
 #: Result-key word of each mode.
 MODE_KEYS = dict(linear='linear_probe', finetune='finetune')
-
-
-def _plain(obj):
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return copy.deepcopy(obj)
 
 
 def resolve_linear_probe_cfg(section: dict, tasks: Optional[Sequence[str]] = None,
