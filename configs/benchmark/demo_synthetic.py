@@ -3,7 +3,8 @@
 # LGDEA at 5% (the repaired variant, docs/lgdea_departures.md), two seeds each.
 #   python tools/benchmark.py configs/benchmark/demo_synthetic.py              # 16 runs
 #   python tools/benchmark.py configs/benchmark/demo_synthetic.py --iters 200  # shorter runs
-# A run takes about 2.5-3 minutes on 2 CPU cores at the configs' 600 steps.
+# At the configs' 600 steps a CLIP / LGDEA run takes 3-7 min on 2 idle CPU cores (measured);
+# GLoRIA and MGCA runs are slower (docs/benchmark.md).
 _full = 'Full pairing'
 _limited = 'Limited pairing'
 runs = [
