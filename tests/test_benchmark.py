@@ -4,7 +4,6 @@ Subprocesses are replaced by a fake launcher that records the commands and write
 tools/train.py / tools/test.py would write (a checkpoint, a results JSON).
 """
 import glob
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -15,17 +14,12 @@ from lgdea.benchmark import (BenchmarkRunner, RunExecutor, RunFailedError, build
                              iters_cfg_options, load_spec, run_state, summarize)
 from lgdea.benchmark.figures import make_figures
 from lgdea.benchmark.runs import load_config, run_cfg_options, check_pairing
+from tool_loader import load_tool as _tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STAMP = '20260101_120000'
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f'lgdea_tools_{name}_bench',
-                                                  osp.join(ROOT, 'tools', f'{name}.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 benchmark_tool = _tool('benchmark')

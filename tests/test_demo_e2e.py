@@ -1,17 +1,12 @@
 """Short end-to-end train + test on the synthetic benchmark through the real tools."""
 import glob
-import importlib.util
 import json
 import os.path as osp
+from tool_loader import load_tool as _tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, 'tools', f'{name}.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _small(prefix):

@@ -1,7 +1,6 @@
 """Linear-probe evaluation (docs/linear_probe.md): head, metrics, tasks, feature cache,
 tools/test.py / tools/linear_probe.py integration and the fine-tuning mode."""
 import glob
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -24,17 +23,13 @@ from lgdea.evaluation.linear_probe import (MEAN_LABEL_ACCURACY_KEY, build_featur
 from lgdea.evaluation.linear_probe.metrics import rank_auroc
 from lgdea.models import BaseVLPModel
 from lgdea.registry import MODELS
+from tool_loader import load_tool as _tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PIPE32 = [dict(type='LoadCXRImage'), dict(type='ResizeCXR', scale=(32, 32)),
           dict(type='PackVLInputs')]
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, 'tools', f'{name}.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 class PooledPixelEncoder(BaseVLPModel):

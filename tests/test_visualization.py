@@ -3,7 +3,6 @@
 Two methods (CLIP and LGDEA, tiny encoders, untrained weights saved as checkpoints) on a small
 synthetic benchmark generated once per module under a temporary directory.
 """
-import importlib.util
 import os.path as osp
 
 import numpy as np
@@ -19,17 +18,12 @@ from lgdea.visualization import (build_eval_dataset, build_metric, check_runs, e
                                  find_eval_set, grounding_figure, grounding_maps, image_results,
                                  init_model, load_config, retrieval_figure, retrieve_reports,
                                  select_grounding_records, sensitivity_figure)
+from tool_loader import load_tool as _tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SMALL = dict(num_studies=40, retrieval_per_class=4, grounding_per_class=2)
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f'lgdea_tools_{name}',
-                                                  osp.join(ROOT, 'tools', f'{name}.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _png_size(path):
