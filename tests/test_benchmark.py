@@ -125,8 +125,11 @@ class FakeLauncher:
 
     def __init__(self, final_iter=600, fail=()):
         self.calls, self.final_iter, self.fail = [], final_iter, set(fail)
+        self.envs, self.cmds = [], []
 
     def __call__(self, cmd, log_path, env=None):
+        self.envs.append(env)
+        self.cmds.append(cmd)
         work_dir = cmd[cmd.index('--work-dir') + 1]
         tool = 'train' if osp.join(ROOT, 'tools', 'train.py') in cmd else 'test'
         self.calls.append((osp.basename(work_dir), tool, '--resume' in cmd))
@@ -346,7 +349,10 @@ def test_figures_get_runs_and_sweeps(tmp_path, monkeypatch):
     assert sweep['K'][1][1] == pytest.approx(0.6) and out2.endswith('sensitivity_cnr.png')
 
 
-def test_demo_is_a_wrapper_with_the_same_table(tmp_path, capsys):
+def test_demo_is_a_wrapper_with_the_same_table(tmp_path, capsys, monkeypatch):
+    for var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(os, 'cpu_count', lambda: 4)
     work = str(tmp_path / 'demo')
     metrics = {f'{R}/zero_shot/accuracy': 48.93, f'{R}/retrieval/P@1': 49.5,
                f'{R}/retrieval/P@2': 50.0, f'{R}/retrieval/P@5': 50.52,
@@ -360,6 +366,12 @@ def test_demo_is_a_wrapper_with_the_same_table(tmp_path, capsys):
                           executor=RunExecutor(launcher=launcher, log=lambda m: None))
     assert launcher.calls == [('clip_demo_p5_seed0', 'train', False),
                               ('clip_demo_p5_seed0', 'test', False)]
+    # two runs at once (default --jobs 2), two of the four CPUs' threads each; no end-of-
+    # training validation and no linear probe (the demo table shows neither)
+    assert launcher.envs == [dict(OMP_NUM_THREADS='2', MKL_NUM_THREADS='2')] * 2
+    for cmd in launcher.cmds:
+        options = cmd[cmd.index('--cfg-options') + 1:]
+        assert 'linear_probe=None' in options and 'train_cfg.val_interval=1000000000' in options
     table = ('| run | zero-shot acc | P@1 | P@2 | P@5 | P@10 | grounding CNR | wall time (s) |\n'
              '|---|---|---|---|---|---|---|---|\n'
              '| clip_demo_p100 | 48.9 | 49.5 | 50.0 | 50.5 | 49.9 | 0.64 | 169.3 |\n')
@@ -370,3 +382,38 @@ def test_demo_is_a_wrapper_with_the_same_table(tmp_path, capsys):
         assert f.read().startswith(table)
     assert rows[0] == dict(name='clip_demo_p100', seconds=169.3, metrics=metrics)
     assert json.load(open(osp.join(work, 'demo_results.json')))[1]['name'] == 'clip_demo_p5'
+
+
+def test_demo_jobs_run_at_once_and_user_threads_win(tmp_path, monkeypatch):
+    """``--jobs 2`` has both runs in flight together; ``--jobs 1`` runs them in order;
+    OMP_NUM_THREADS set by the user is left alone."""
+    import threading
+    monkeypatch.setenv('OMP_NUM_THREADS', '3')
+    in_flight, peak, lock = [0], [0], threading.Lock()
+    both_started = threading.Barrier(2, timeout=10)
+
+    class SlowLauncher(FakeLauncher):
+        def __call__(self, cmd, log_path, env=None):
+            with lock:
+                in_flight[0] += 1
+                peak[0] = max(peak[0], in_flight[0])
+            if '--resume' not in cmd and osp.join(ROOT, 'tools', 'train.py') in cmd:
+                both_started.wait()  # deadlocks (BrokenBarrierError) if runs were sequential
+            try:
+                return super().__call__(cmd, log_path, env)
+            finally:
+                with lock:
+                    in_flight[0] -= 1
+
+    configs = ['configs/demo/clip_demo_p100.py', 'configs/demo/clip_demo_p5.py']
+    launcher = SlowLauncher()
+    demo_tool.main(['--configs', *configs, '--work-dir', str(tmp_path / 'a'), '--iters', '600'],
+                   executor=RunExecutor(launcher=launcher, log=lambda m: None))
+    assert peak[0] == 2 and launcher.envs == [None] * 4
+    peak[0] = 0
+    sequential = FakeLauncher()
+    demo_tool.main(['--configs', *configs, '--work-dir', str(tmp_path / 'b'), '--iters', '600',
+                    '--jobs', '1'], executor=RunExecutor(launcher=sequential, log=lambda m: None))
+    assert [c[:2] for c in sequential.calls] == [
+        ('clip_demo_p100_seed0', 'train'), ('clip_demo_p100_seed0', 'test'),
+        ('clip_demo_p5_seed0', 'train'), ('clip_demo_p5_seed0', 'test')]

@@ -116,3 +116,51 @@ def test_frozen_text_encoder_cache_matches_direct_encoding():
     again = enc(**tokenize(tok, ['left effusion'], 32))['pooled']
     assert torch.allclose(again[0], direct[0], atol=1e-5)
     assert len(enc._pooled_cache) == 2
+
+
+def test_frozen_text_encoder_bf16_precision(monkeypatch):
+    """``frozen_precision='bf16'`` runs the frozen pass under bf16 autocast, hands float32 on
+    and stays close to fp32 (the real pretrained MiniLM); ``'auto'`` follows the device
+    check; a trainable encoder ignores it."""
+    import lgdea.models.encoders.hf_text_encoder as hf
+    from lgdea.models.encoders import BUILTIN_MINILM, HFTextEncoder, build_hf_tokenizer, tokenize
+    from conftest import tiny_bert
+    common = dict(name_or_path=BUILTIN_MINILM, pooling='mean', freeze=True, cache_frozen=False,
+                  attn_implementation='eager')
+    ref = HFTextEncoder(**common)
+    bf16 = HFTextEncoder(frozen_precision='bf16', **common)
+    tok = build_hf_tokenizer(BUILTIN_MINILM)
+    batch = tokenize(tok, ['Small left pleural effusion.',
+                           'The heart is enlarged. No pneumothorax. Bibasilar atelectasis.'], 32)
+    calls = []
+    real_autocast = torch.autocast
+    monkeypatch.setattr(hf.torch, 'autocast', lambda **kw: calls.append(kw) or real_autocast(**kw))
+    out_ref = ref(**batch, output_attentions=True)
+    assert calls == []
+    out = bf16(**batch, output_hidden_states=True, output_attentions=True)
+    assert calls and calls[-1]['dtype'] is torch.bfloat16
+    for key in ('tokens', 'pooled'):
+        assert out[key].dtype is torch.float32
+    assert all(h.dtype is torch.float32 for h in out['hidden_states'])
+    assert all(a.dtype is torch.float32 for a in out['attentions'])
+    cos = torch.nn.functional.cosine_similarity(out['pooled'], out_ref['pooled'])
+    assert cos.min() > 0.999 and not torch.equal(out['pooled'], out_ref['pooled'])
+    # the cached pooled path uses the same precision
+    bf16.cache_frozen = True
+    assert torch.allclose(bf16(**batch)['pooled'], out['pooled'], atol=1e-5)
+
+    cfg = dict(tiny_bert())
+    cfg.pop('type')
+    tiny_batch = tokenize(build_hf_tokenizer(vocab_file=tiny_tokenizer()['vocab_file']),
+                          ['left effusion'], 16)
+    auto = HFTextEncoder(freeze=True, cache_frozen=False, frozen_precision='auto', **cfg)
+    for native in (False, True):
+        monkeypatch.setattr(hf, 'native_bf16_available', lambda device, n=native: n)
+        calls.clear()
+        auto(**tiny_batch)
+        assert bool(calls) is native
+    trainable = HFTextEncoder(freeze=False, frozen_precision='bf16', **cfg)
+    calls.clear()
+    assert trainable(**tiny_batch)['pooled'].requires_grad and calls == []
+    with pytest.raises(ValueError, match='frozen_precision'):
+        HFTextEncoder(freeze=True, frozen_precision='fp16', **cfg)

@@ -11,14 +11,16 @@ comparison tables (docs/benchmark.md).
 from .figures import FiguresUnavailableError, make_figures
 from .results import WALL_TIME_KEY, RunRecord, collect_run, summarize
 from .runner import BenchmarkFailedError, BenchmarkRunner
-from .runs import RunExecutor, RunFailedError, iters_cfg_options, run_cfg_options, run_state
+from .runs import (RunExecutor, RunFailedError, iters_cfg_options, run_cfg_options, run_state,
+                   thread_env)
 from .spec import DATASET_PRESETS, BenchmarkSpec, RunSpec, SettingSpec, load_spec
 from .tables import (Column, Table, TableLayout, build_layouts, build_table, format_csv,
                      format_markdown, format_markdown_grid)
 
 __all__ = [
     'BenchmarkSpec', 'SettingSpec', 'RunSpec', 'load_spec', 'DATASET_PRESETS', 'RunExecutor',
-    'RunFailedError', 'iters_cfg_options', 'run_cfg_options', 'run_state', 'RunRecord',
+    'RunFailedError', 'iters_cfg_options', 'run_cfg_options', 'run_state', 'thread_env',
+    'RunRecord',
     'collect_run', 'summarize', 'WALL_TIME_KEY', 'Column', 'TableLayout', 'Table',
     'build_layouts', 'build_table', 'format_markdown', 'format_markdown_grid', 'format_csv',
     'BenchmarkRunner', 'BenchmarkFailedError', 'make_figures', 'FiguresUnavailableError'

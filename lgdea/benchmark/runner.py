@@ -23,7 +23,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from .figures import make_figures
 from .results import RunRecord, collect_run
-from .runs import RunExecutor, RunFailedError, latest_results_file, prepare_run
+from .runs import (RunExecutor, RunFailedError, latest_results_file, prepare_run,
+                   thread_env)
 from .spec import ROOT, BenchmarkSpec, RunSpec
 from .tables import (Table, build_layouts, build_table, format_csv, format_markdown,
                      table_to_json)
@@ -142,7 +143,9 @@ class BenchmarkRunner:
 
         Args:
             runs: the runs.
-            jobs: processes at once.
+            jobs: processes at once; each gets ``cpus // jobs`` math threads
+                (:func:`~lgdea.benchmark.runs.thread_env`) unless ``OMP_NUM_THREADS`` /
+                ``MKL_NUM_THREADS`` are set.
             tool_args: options forwarded to every process.
             devices: if given, process slot ``i`` sees only ``devices[i % len(devices)]``
                 (``CUDA_VISIBLE_DEVICES``), e.g. one GPU per run.
@@ -164,7 +167,7 @@ class BenchmarkRunner:
                 if slot in running or not queue:
                     continue
                 run = queue.pop(0)
-                env = dict(os.environ)
+                env = dict(os.environ, **thread_env(jobs))
                 if devices:
                     env['CUDA_VISIBLE_DEVICES'] = str(devices[slot % len(devices)])
                 log_path = osp.join(log_dir, f'{run.run_id}.log')

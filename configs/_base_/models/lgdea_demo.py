@@ -8,7 +8,7 @@ model = dict(
                                 feedforward_channels=256),
                       img_size=64, patch_size=8, in_channels=1, out_type='raw')),
     text_encoder=dict(type='HFTextEncoder', name_or_path='builtin:all-MiniLM-L6-v2',
-                      pooling='mean', freeze=True),
+                      pooling='mean', freeze=True, frozen_precision='auto'),
     neck=dict(type='LesionQueryNeck', num_queries=16, num_layers=1, num_heads=4),
     head=dict(type='DiagnosticPrototypeHead', num_prototypes=16),
     propagation=dict(type='EvidencePropagation', steps=2),

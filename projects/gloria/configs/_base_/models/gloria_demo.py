@@ -19,7 +19,7 @@ model = dict(
         last_n_layers=4,
         embed_dims=128,
         encoder=dict(type='HFTextEncoder', name_or_path='builtin:all-MiniLM-L6-v2',
-                     freeze=True)),
+                     freeze=True, frozen_precision='auto')),
     variant='official',
     max_text_length=97,
     max_phrase_length=97,

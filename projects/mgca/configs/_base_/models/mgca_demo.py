@@ -15,7 +15,8 @@ model = dict(
                                 feedforward_channels=256),
                       img_size=64, patch_size=8, in_channels=1, out_type='raw')),
     text_encoder=dict(type='HFTextEncoder', name_or_path='builtin:all-MiniLM-L6-v2',
-                      pooling='mean', freeze=True, attn_implementation='eager'),
+                      pooling='mean', freeze=True, attn_implementation='eager',
+                      frozen_precision='auto'),
     embed_dims=128,
     hidden_dims=512,
     # official launcher weights 1 / 1 / 1; the official class defaults are
