@@ -13,7 +13,7 @@ pair_ratio = 1.0
 train_dataloader = dict(dataset=dict(pair_ratio=pair_ratio, include_unpaired=False))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=1))
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=600, max_keep_ckpts=1))
 
 # The shared protocol (mean prompt embedding, no z-scoring: the global cosine for GLoRIA) plus
 # GLoRIA's official zero-shot protocol (max over prompts of the global+local score, per-class

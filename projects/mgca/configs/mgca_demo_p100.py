@@ -12,6 +12,10 @@ custom_imports = dict(imports=['lgdea', 'projects.mgca.mgca'], allow_failed_impo
 # with the same number of optimizer steps at every pairing ratio (iteration-based loop).
 pair_ratio = 1.0
 train_dataloader = dict(dataset=dict(pair_ratio=pair_ratio, include_unpaired=False))
+# one checkpoint, iter_600.pth at the end (as the other demo configs)
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=50),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=600, max_keep_ckpts=1))
 
 # Prototypes stay at their init during the first epoch (one pass over the paired pool).
 custom_hooks = [
