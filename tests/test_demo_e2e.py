@@ -2,11 +2,10 @@
 import glob
 import json
 import os.path as osp
+
 from tool_loader import load_tool as _tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
 
 
 def _small(prefix):

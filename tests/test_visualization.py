@@ -24,8 +24,6 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SMALL = dict(num_studies=40, retrieval_per_class=4, grounding_per_class=2)
 
 
-
-
 def _png_size(path):
     assert osp.isfile(path) and osp.getsize(path) > 0
     with Image.open(path) as im:

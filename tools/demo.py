@@ -1,15 +1,16 @@
 """Train and evaluate the demo configs on the embedded synthetic CXR benchmark.
 
-    python tools/demo.py                       # CLIP 100% / 5% and LGDEA 5% (repaired; README table)
+    python tools/demo.py                # CLIP 100% / 5% and LGDEA 5% (repaired; README table)
     python tools/demo.py --configs configs/demo/clip_demo_p5.py --iters 200
-    python tools/demo.py --jobs 1              # one run after the other, all cores each
+    python tools/demo.py --jobs 1       # one run after the other, all cores each
 
 Each run is ``tools/train.py`` then ``tools/test.py`` in its own process
 (:class:`lgdea.benchmark.RunExecutor`); finished runs (test results present) are reused and a
-trained run is only evaluated, so an interrupted demo resumes. ``--jobs`` runs (default 2) go at
-once, each with ``cpus // jobs`` math threads: on a 2-core CPU that is about 20% faster than one
-after the other, because the small demo models do not keep two threads busy. Run ``<config stem>_seed<seed>``
-works in ``<work-dir>/<config stem>_seed<seed>``. The metrics table is printed and written to
+trained run is only evaluated, so an interrupted demo resumes. ``--jobs`` runs (default 2) go
+at once, each with ``cpus // jobs`` math threads: on a 2-core CPU that is about 20% faster than
+one after the other, because the small demo models do not keep two threads busy. Run
+``<config stem>_seed<seed>`` works in ``<work-dir>/<config stem>_seed<seed>``. The metrics
+table is printed and written to
 ``<work-dir>/demo_results.md`` / ``.json``. For several seeds, mean ± std and the paper's
 table layouts use ``tools/benchmark.py`` (docs/benchmark.md).
 """

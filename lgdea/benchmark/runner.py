@@ -162,12 +162,13 @@ class BenchmarkRunner:
         running: Dict[int, tuple] = {}  # slot -> (run, process, log path, start)
         failures, done, total = [], 0, len(queue)
         self.log(f'[benchmark] {total} run(s) to do, {jobs} at a time (logs: {log_dir})')
+        threads = thread_env(jobs)
         while queue or running:
             for slot in range(jobs):
                 if slot in running or not queue:
                     continue
                 run = queue.pop(0)
-                env = dict(os.environ, **thread_env(jobs))
+                env = dict(os.environ, **threads)
                 if devices:
                     env['CUDA_VISIBLE_DEVICES'] = str(devices[slot % len(devices)])
                 log_path = osp.join(log_dir, f'{run.run_id}.log')

@@ -5,9 +5,11 @@ training run it needs to see each distinct report once. The cache stores, per se
 unpadded outputs a model derives from the frozen encoder (pooled feature, word features, ...)
 on the CPU; the model pads them back into a batch exactly as its uncached path would.
 """
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
 
 __all__ = ['FrozenTextCache']
 
@@ -24,9 +26,6 @@ class FrozenTextCache:
 
     def __len__(self) -> int:
         return len(self._store)
-
-    def __contains__(self, key: bytes) -> bool:
-        return key in self._store
 
     @staticmethod
     def keys(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> List[bytes]:
@@ -50,3 +49,17 @@ class FrozenTextCache:
     def get(self, keys: List[bytes], name: str) -> List[torch.Tensor]:
         """Tensor ``name`` of every key, in order."""
         return [self._store[k][name] for k in keys]
+
+    def get_padded(self, keys: List[bytes], name: str, length: int,
+                   device=None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Variable-length tensors ``name`` ([L_i, ...] each) zero-padded along dim 0 to
+        ``length``: ``([N, length, ...], lengths [N])`` on ``device``."""
+        items = self.get(keys, name)
+        lengths = torch.tensor([t.shape[0] for t in items], device=device)
+        padded = pad_sequence(items, batch_first=True)
+        extra = length - padded.shape[1]
+        if extra < 0:
+            raise ValueError(f'FrozenTextCache: a cached "{name}" has {padded.shape[1]} rows, '
+                             f'more than the {length} slots asked for')
+        padded = F.pad(padded, (0, 0) * (padded.dim() - 2) + (0, extra))
+        return padded.to(device), lengths

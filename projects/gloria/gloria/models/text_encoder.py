@@ -175,10 +175,4 @@ class GLoRIATextEncoder(BaseModule):
             words, num_words = self._words(input_ids[rows], attention_mask[rows], is_subword)
             for j, i in enumerate(missing):
                 cache.put(keys[i], words=words[j, :int(num_words[j])])
-        cached = cache.get(keys, 'words')
-        words = input_ids.new_zeros((len(keys), input_ids.shape[1], cached[0].shape[-1]),
-                                    dtype=cached[0].dtype)
-        for i, w in enumerate(cached):
-            words[i, :w.shape[0]] = w.to(input_ids.device)
-        num_words = torch.tensor([w.shape[0] for w in cached], device=input_ids.device)
-        return words, num_words
+        return cache.get_padded(keys, 'words', input_ids.shape[1], input_ids.device)

@@ -278,15 +278,10 @@ class MGCA(BaseVLPModel):
         slots = ids.shape[1] - 1
         if self.text_padding == 'max_length':
             slots = max(slots, self.max_text_length - 1)
-        words, word_weights = cache.get(keys, 'words'), cache.get(keys, 'word_weights')
-        num_words = torch.tensor([w.shape[0] for w in words], device=ids.device)
-        padded = ids.new_zeros((len(keys), slots, words[0].shape[-1]), dtype=words[0].dtype)
-        weights = ids.new_zeros((len(keys), slots), dtype=word_weights[0].dtype)
-        for i, (w, a) in enumerate(zip(words, word_weights)):
-            padded[i, :w.shape[0]] = w.to(ids.device)
-            weights[i, :a.shape[0]] = a.to(ids.device)
+        words, num_words = cache.get_padded(keys, 'words', slots, ids.device)
+        weights, _ = cache.get_padded(keys, 'word_weights', slots, ids.device)
         pad_mask = torch.arange(slots, device=ids.device)[None, :] >= num_words[:, None]
-        return dict(report=torch.stack(cache.get(keys, 'report')).to(ids.device), words=padded,
+        return dict(report=torch.stack(cache.get(keys, 'report')).to(ids.device), words=words,
                     word_weights=weights, word_pad_mask=pad_mask, num_words=num_words)
 
     # -------------------------------------------------------------------- train
