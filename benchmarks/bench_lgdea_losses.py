@@ -5,7 +5,7 @@ Each (term, implementation, size) runs in its own subprocess so that the peak-me
 CUDA) belongs to that measurement only. The inputs are allocated and a tiny warm-up runs before
 the baseline reading, so the reported delta is the working memory of the computation.
 
-- ``lu``: ``LGDEALoss.lesion_consistency`` (neighbour search in chunks of ``--chunk`` rows,
+- ``lu``: ``LesionConsistencyLoss`` (neighbour search in chunks of ``--chunk`` rows,
   O(N_L (k + K)) memory) forward + backward, against a dense reference that materialises the
   N_L x N_L similarity and the [N_L, k, K] pairwise KL tensor.
 - ``prop``: ``EvidencePropagation`` forward (no_grad) with B_I = B_R = N_L / L (the batch that
@@ -77,7 +77,7 @@ def _sync(device):
 
 def worker(args) -> dict:
     from lgdea.models.heads import EvidencePropagation
-    from lgdea.models.losses import LGDEALoss
+    from lgdea.models.losses import LesionConsistencyLoss
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
@@ -85,7 +85,7 @@ def worker(args) -> dict:
     n, l, d, k_proto = args.n, args.lesions, args.dims, args.prototypes
 
     if args.term == 'lu':
-        loss = LGDEALoss(terms=['u'], knn_k=args.knn_k, knn_chunk_size=args.chunk)
+        loss = LesionConsistencyLoss(knn_k=args.knn_k, chunk_size=args.chunk)
 
         def make(nn_):
             v = torch.randn(nn_ // l, l, d, device=dev)
@@ -96,7 +96,7 @@ def worker(args) -> dict:
             log_q = F.log_softmax(logits, -1)
             q = log_q.exp()
             if args.impl == 'chunked':
-                val = loss.lesion_consistency(v, q, log_q)['kl']
+                val = loss(q, log_q, v)['loss_u']
             else:
                 val = dense_lu(v.reshape(-1, d), q.reshape(-1, k_proto),
                                log_q.reshape(-1, k_proto), args.knn_k, 0.1)
@@ -134,17 +134,17 @@ def worker(args) -> dict:
         y = torch.zeros(bb, bb, device=dev)
         idx = torch.arange(0, bb, 2, device=dev)
         y[idx, idx] = 1.0                                    # half of the batch paired
-        return h_i, h_r, y
+        return h_i, h_r, y, y.sum(1) > 0, y.sum(0) > 0
 
     prop(*make_p(8))
-    h_i, h_r, y = make_p(b)
+    h_i, h_r, y, paired_i, paired_r = make_p(b)
     with Peak(args.device) as pk:
-        prop(h_i, h_r, y)
+        prop(h_i, h_r, y, paired_i, paired_r)
     times = []
     for _ in range(args.repeats):
         _sync(args.device)
         t0 = time.perf_counter()
-        prop(h_i, h_r, y)
+        prop(h_i, h_r, y, paired_i, paired_r)
         _sync(args.device)
         times.append(time.perf_counter() - t0)
     return dict(batch=b, fwd_ms=1e3 * min(times), peak_mib=pk.mib)

@@ -74,7 +74,7 @@ def main():
                               neck=dict(type='LesionQueryNeck', num_queries=64, num_heads=8),
                               head=dict(type='DiagnosticPrototypeHead', num_prototypes=64),
                               propagation=dict(type='EvidencePropagation'),
-                              loss=dict(type='LGDEALoss'), embed_dims=256))
+                              embed_dims=256))
     t_clip = time_steps(clip, images, samples, args.steps)
     t_lgdea = time_steps(lgdea, images, samples, args.steps)
     n_phr = sum(len(s.evidence) for s in samples)

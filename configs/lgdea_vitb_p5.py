@@ -16,6 +16,6 @@ train_dataloader = dict(
                  evidence={{_base_.evidence}}, report_pipeline={{_base_.report_pipeline}}))
 custom_hooks = [
     dict(type='PairingSplitHook'),
-    dict(type='LGDEAPhaseHook', by_epoch=True, phases={{_base_.lgdea_phases}}),
+    dict(type='LGDEAPhaseHook', by_epoch=True, phases='lgdea_phases'),
 ]
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3))

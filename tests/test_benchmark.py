@@ -279,9 +279,9 @@ def test_run_options_seed_pair_seed_and_iters_scaling(spec_file, tmp_path):
     opts = run_cfg_options(lgdea)
     assert opts[:2] == ['randomness.seed=1', 'train_dataloader.dataset.pair_seed=1']
     assert 'train_cfg.max_iters=60' in opts and 'param_scheduler=[]' in opts
-    phases = [o for o in opts if '.phases.' in o]  # 120/180/300 of 600 -> 12/18/30 of 60
-    assert phases == ['custom_hooks.1.phases.0.iters=12', 'custom_hooks.1.phases.1.iters=18',
-                      'custom_hooks.1.phases.2.iters=30']
+    phases = [o for o in opts if o.startswith('lgdea_phases.')]  # 120/180/300 of 600 -> 12/18/30
+    assert phases == ['lgdea_phases.0.iters=12', 'lgdea_phases.1.iters=18',
+                      'lgdea_phases.2.iters=30']
     assert opts[-1] == 'train_dataloader.batch_size=8'  # user options last (they win)
     cfg = load_config(lgdea.config_path, opts)
     assert cfg.train_cfg.max_iters == 60 and cfg.randomness.seed == 1

@@ -42,14 +42,36 @@ def test_soft_cross_entropy_matches_ce_for_identity():
 
 
 def test_two_images_of_one_study_are_not_negatives():
-    loss = ContrastiveLoss(gather=False)
+    from lgdea.models.utils import build_pair_targets
+    loss = ContrastiveLoss()
     img = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
     rep = img[[0, 2]].clone()  # images 0 and 1 share study a; image 2 is study b
-    keys = torch.tensor([1, 1, 2])
-    out = loss(img, rep, torch.tensor(0.0), keys, torch.ones(3, dtype=torch.bool),
-               torch.tensor([1, 2]), torch.ones(2, dtype=torch.bool))
+    y = build_pair_targets(torch.tensor([1, 1, 2]), torch.ones(3, dtype=torch.bool),
+                           torch.tensor([1, 2]), torch.ones(2, dtype=torch.bool))
+    out = loss(img, rep, torch.tensor(0.0), y)
     assert torch.isfinite(out['loss'])
     assert out['num_pos_rows'].item() == 3
+
+
+def test_symmetric_infonce_direction_reductions():
+    from lgdea.models.losses import symmetric_infonce
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 4, generator=g)
+    y = torch.eye(4)
+    ce = torch.nn.functional.cross_entropy
+    i2t, t2i = ce(logits, torch.arange(4)), ce(logits.t(), torch.arange(4))
+    mean = symmetric_infonce(logits, y, 'mean')
+    total = symmetric_infonce(logits, y, 'sum')
+    torch.testing.assert_close(mean['loss'], (i2t + t2i) / 2)
+    torch.testing.assert_close(total['loss'], i2t + t2i)
+    torch.testing.assert_close(total['i2t'], i2t)
+    with pytest.raises(ValueError, match='direction_reduction'):
+        symmetric_infonce(logits, y, 'max')
+    weighted = ContrastiveLoss(direction_reduction='sum', loss_weight=0.5)(
+        torch.nn.functional.normalize(logits, dim=-1), torch.nn.functional.normalize(
+            logits, dim=-1), torch.tensor(0.0), y)
+    assert weighted['loss'].item() == pytest.approx(
+        0.5 * (weighted['i2t'] + weighted['t2i']).item(), rel=1e-6)
 
 
 def test_clip_loss_decreases_on_a_tiny_batch():

@@ -57,8 +57,7 @@ def test_clip_demo_trains_and_evaluates_all_metrics(tmp_path, monkeypatch):
 
 
 def test_lgdea_demo_trains_through_all_phases(tmp_path, monkeypatch):
-    phases = ['custom_hooks.1.phases.0.iters=1', 'custom_hooks.1.phases.1.iters=1',
-              'custom_hooks.1.phases.2.iters=2', 'train_dataloader.dataset.pair_ratio=0.25',
+    phases = ['lgdea_phases.0.iters=1', 'lgdea_phases.1.iters=1', 'lgdea_phases.2.iters=2', 'train_dataloader.dataset.pair_ratio=0.25',
               'default_hooks.logger.interval=1']
     metrics, _ = _train_and_test('configs/demo/lgdea_demo_p5.py', tmp_path, monkeypatch,
                                  phases)

@@ -1,4 +1,4 @@
-"""Equation-level tests of the LGDEA tensor components (method.md, paper Eq. 3-18).
+"""Equation-level tests of the LGDEA tensor components (docs/method.md, paper Eq. 1-18).
 
 Every expected value is computed independently (by hand or with a small numpy / dense torch
 reference), never by calling the component under test a second time.
@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from lgdea.models.heads import DiagnosticPrototypeHead, EvidencePropagation
-from lgdea.models.losses import LGDEALoss, lesion_knn
+from lgdea.models.losses import (ContrastiveLoss, EvidenceAlignmentLoss, LesionConsistencyLoss,
+                                 PairedEvidenceLoss, PrototypeReconstructionLoss,
+                                 lesion_diagnostics, lesion_knn)
 from lgdea.models.necks import LesionQueryNeck
 from lgdea.registry import MODELS
 
@@ -44,23 +46,36 @@ def dense_lu(v: torch.Tensor, q: torch.Tensor, k: int, tau_w: float,
     return total / n
 
 
+def _prop(h_i, h_r, y, propagate=True, **kw):
+    """EvidencePropagation on a batch whose paired flags follow from ``Y``."""
+    return EvidencePropagation(**kw)(h_i, h_r, y, y.sum(1) > 0, y.sum(0) > 0,
+                                     propagate=propagate)
+
+
+def _rec_loss(**kw):
+    return dict(type='PrototypeReconstructionLoss', **kw)
+
+
 # ------------------------------------------------------------ DiagnosticPrototypeHead
 def test_registry_builds_all_components():
     head = MODELS.build(dict(type='DiagnosticPrototypeHead', num_prototypes=4, embed_dims=8))
     neck = MODELS.build(dict(type='LesionQueryNeck', in_dims=16, embed_dims=8, num_queries=3,
                              num_heads=2))
     prop = MODELS.build(dict(type='EvidencePropagation'))
-    loss = MODELS.build(dict(type='LGDEALoss'))
     assert isinstance(head, DiagnosticPrototypeHead) and isinstance(neck, LesionQueryNeck)
-    assert isinstance(prop, EvidencePropagation) and isinstance(loss, LGDEALoss)
+    assert isinstance(prop, EvidencePropagation)
+    assert isinstance(head.loss_module, PrototypeReconstructionLoss)
+    for cls in (ContrastiveLoss, EvidenceAlignmentLoss, LesionConsistencyLoss,
+                PairedEvidenceLoss, PrototypeReconstructionLoss):
+        assert isinstance(MODELS.build(dict(type=cls.__name__)), cls)
     # prototypes start on the unit sphere
     assert torch.allclose(head.mu.norm(dim=1), torch.ones(4), atol=1e-5)
 
 
 def test_rec_zero_for_single_prototype_equal_to_z():
-    head = DiagnosticPrototypeHead(num_prototypes=1, embed_dims=6, lambda_mu=0.0)
+    head = DiagnosticPrototypeHead(num_prototypes=1, embed_dims=6, loss=_rec_loss(lambda_mu=0.0))
     z = head.mu.detach().clone().repeat(5, 1)
-    out = head.loss_rec(z)
+    out = head.loss(z)
     assert out['loss_rec'].item() == 0.0
     assert out['rec_reg'].item() == 0.0
 
@@ -68,13 +83,13 @@ def test_rec_zero_for_single_prototype_equal_to_z():
 @pytest.mark.parametrize('tau_t', [1.0, 0.1])
 def test_rec_orthonormal_prototypes_by_hand(tau_t):
     k, d = 4, 8
-    head = DiagnosticPrototypeHead(num_prototypes=k, embed_dims=d, tau_t=tau_t, lambda_mu=1.0)
+    head = DiagnosticPrototypeHead(num_prototypes=k, embed_dims=d, tau_t=tau_t, loss=_rec_loss(lambda_mu=1.0))
     head.mu.data.copy_(torch.eye(d)[:k])
     z = torch.eye(d)[:1].repeat(2, 1)                      # z = mu_1, twice (N_E = 2)
     e = math.exp(1.0 / tau_t)
     p1, pk = e / (e + 3), 1.0 / (e + 3)
     recon = (1 - p1) ** 2 + 3 * pk ** 2
-    out = head.loss_rec(z)
+    out = head.loss(z)
     assert out['rec_recon'].item() == pytest.approx(recon, rel=1e-5, abs=1e-9)
     assert out['rec_reg'].item() == pytest.approx(1.0 * k / 2, rel=1e-6)   # lambda sum||mu||^2/N_E
     assert out['loss_rec'].item() == pytest.approx(recon + k / 2, rel=1e-5)
@@ -85,12 +100,12 @@ def test_rec_orthonormal_prototypes_by_hand(tau_t):
 
 def test_rec_ignores_padding_and_counts_only_valid_phrases():
     torch.manual_seed(1)
-    head = DiagnosticPrototypeHead(num_prototypes=3, embed_dims=5, lambda_mu=0.5)
+    head = DiagnosticPrototypeHead(num_prototypes=3, embed_dims=5, loss=_rec_loss(lambda_mu=0.5))
     z = F.normalize(torch.randn(2, 3, 5), dim=-1)
     mask = torch.tensor([[True, True, False], [True, False, False]])
     z_pad = z.clone()
     z_pad[~mask] = 1e3                                     # garbage in the padding
-    out = head.loss_rec(z_pad, mask)
+    out = head.loss(z_pad, mask)
     zv = z[mask]                                           # N_E = 3
     mu = head.mu.detach()
     p = torch.softmax(zv @ mu.t() / 0.1, dim=1)
@@ -124,7 +139,7 @@ def test_prototype_norms_survive_sgd_at_default_lambda():
     opt = torch.optim.SGD(head.parameters(), lr=0.5)
     for _ in range(50):
         z = F.normalize(torch.randn(64, 32), dim=-1)
-        loss = head.loss_rec(z)['loss_rec']
+        loss = head.loss(z)['loss_rec']
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -137,11 +152,11 @@ def test_prototype_diagnostics_values():
     head = DiagnosticPrototypeHead(num_prototypes=4, embed_dims=4, tau_t=1e-3)
     head.mu.data.copy_(torch.eye(4) * 2.0)
     z = torch.eye(4)[[0, 1, 2, 3, 0, 1, 2, 3]]             # each prototype used equally, sharply
-    d = head.loss_rec(z)
+    d = head.loss(z)
     assert d['proto_norm'].item() == pytest.approx(2.0)
     assert d['assign_entropy'].item() == pytest.approx(0.0, abs=1e-6)
     assert d['proto_perplexity'].item() == pytest.approx(4.0, rel=1e-5)
-    d2 = head.loss_rec(torch.eye(4)[[0, 0, 0]])             # one prototype only
+    d2 = head.loss(torch.eye(4)[[0, 0, 0]])             # one prototype only
     assert d2['proto_perplexity'].item() == pytest.approx(1.0, rel=1e-5)
 
 
@@ -149,7 +164,7 @@ def test_freeze_keeps_prototypes_and_still_trains_text():
     head = DiagnosticPrototypeHead(num_prototypes=3, embed_dims=4, freeze=True)
     before = head.mu.detach().clone()
     z = torch.randn(5, 4, requires_grad=True)
-    head.loss_rec(z)['loss_rec'].backward()
+    head.loss(z)['loss_rec'].backward()
     assert not head.mu.requires_grad and head.mu.grad is None
     assert z.grad is not None and z.grad.abs().sum() > 0
     assert torch.equal(head.mu.detach(), before)
@@ -158,7 +173,7 @@ def test_freeze_keeps_prototypes_and_still_trains_text():
 def test_detach_text_option_blocks_gradient_into_z():
     head = DiagnosticPrototypeHead(num_prototypes=3, embed_dims=4, detach_text=True)
     z = torch.randn(5, 4, requires_grad=True)
-    head.loss_rec(z)['loss_rec'].backward()
+    head.loss(z)['loss_rec'].backward()
     assert z.grad is None and head.mu.grad.abs().sum() > 0
 
 
@@ -236,16 +251,19 @@ def test_query_residual_false_makes_lesions_image_only(competition):
 
 def test_neck_projection_h_i_and_prototype_distributions():
     torch.manual_seed(0)
-    neck = _neck(tau_p=0.5)
-    head = DiagnosticPrototypeHead(num_prototypes=3, embed_dims=8)
-    out = neck(torch.randn(2, 6, 16), prototype_head=head)
+    neck = _neck()
+    head = DiagnosticPrototypeHead(num_prototypes=3, embed_dims=8, tau_p=0.5)
+    out = neck(torch.randn(2, 6, 16))
+    assert set(out) == {'v', 'attn', 'phi', 'H_I'}
     phi = F.normalize(neck.phi(out['v']), dim=-1)
     assert torch.allclose(out['phi'], phi, atol=1e-6)
     assert torch.allclose(out['H_I'], F.normalize(phi.mean(1), dim=-1), atol=1e-6)
+    dist = head.image_distribution(out['phi'])                 # Eq. 6-7 owned by the head
     q = torch.softmax(phi @ head.mu.detach().t() / 0.5, dim=-1)
-    assert torch.allclose(out['Q_I'], q, atol=1e-6)
-    assert torch.allclose(out['log_Q_I'], q.log(), atol=1e-5)
-    assert torch.allclose(out['Qbar_I'], q.mean(1), atol=1e-6)
+    assert torch.allclose(dist['Q_I'], q, atol=1e-6)
+    assert torch.allclose(dist['log_Q_I'], q.log(), atol=1e-5)
+    assert torch.allclose(dist['Qbar_I'], q.mean(1), atol=1e-6)
+    assert torch.allclose(dist['log_Qbar_I'], q.mean(1).log(), atol=1e-5)
 
 
 def test_neck_gradients_reach_queries_and_patches():
@@ -286,8 +304,8 @@ def test_propagation_matches_hand_computation_3x3():
     t_t2i = p.T / mt[:, None]
 
     prop = EvidencePropagation(steps=2, tau_g=0.1)
-    out = prop(torch.tensor(H_I3, dtype=torch.float32), torch.tensor(H_R3, dtype=torch.float32),
-               torch.tensor(y, dtype=torch.float32))
+    out = _prop(torch.tensor(H_I3, dtype=torch.float32), torch.tensor(H_R3, dtype=torch.float32),
+                torch.tensor(y, dtype=torch.float32), steps=2, tau_g=0.1)
     assert np.allclose(out['P'].numpy(), p, atol=1e-5)
     assert out['mask_i'].numpy().tolist() == keep.tolist()
     assert np.allclose(out['targets_i2t'].numpy()[keep], t_i2t[keep], atol=1e-5)
@@ -300,10 +318,11 @@ def test_propagation_matches_hand_computation_3x3():
     assert np.allclose(g.numpy(), s_i, atol=1e-6)
 
 
-def test_steps_zero_gives_paired_rows_only():
+def test_propagation_off_gives_paired_rows_only():
     y = torch.zeros(3, 3)
     y[0, 0] = 1.0
-    out = EvidencePropagation(steps=0)(torch.tensor(H_I3).float(), torch.tensor(H_R3).float(), y)
+    out = _prop(torch.tensor(H_I3).float(), torch.tensor(H_R3).float(), y, propagate=False)
+    assert not out['propagated']
     assert torch.equal(out['P'], y)
     assert out['mask_i'].tolist() == [True, False, False]
     assert out['mask_t'].tolist() == [True, False, False]
@@ -318,23 +337,25 @@ def test_empty_and_tiny_rows_are_masked_and_counted():
     h_r = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.1, 1.0]])
     y = torch.zeros(3, 3)
     y[0, 0] = 1.0
-    out = EvidencePropagation(steps=2, topk=1)(h_i, h_r, y)
+    out = _prop(h_i, h_r, y, steps=2, topk=1)
     assert out['mass_i'][1:].abs().max().item() == 0.0
     assert out['mask_i'].tolist() == [True, False, False]
     assert out['diagnostics']['prop_masked_i'].item() == 2
     assert out['targets_i2t'][1:].abs().max().item() == 0.0
     # dense graph, but images 1, 2 point away from the seed: mass ~e^-20 > 0 yet < min_mass
     h_i2 = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [-1.0, 0.01]])
-    out2 = EvidencePropagation(steps=2)(h_i2, h_r, y)
+    out2 = _prop(h_i2, h_r, y, steps=2)
     assert (out2['mass_i'][1:] > 0).all() and (out2['mass_i'][1:] < 1e-3).all()
     assert out2['mask_i'].tolist() == [True, False, False]
     # no seed at all: every row masked, nothing is NaN
-    out3 = EvidencePropagation(steps=2)(h_i, h_r, torch.zeros(3, 3))
+    out3 = _prop(h_i, h_r, torch.zeros(3, 3), steps=2)
     assert not out3['mask_i'].any() and torch.isfinite(out3['targets_i2t']).all()
 
 
 def test_single_item_batch_has_empty_graph_and_keeps_seed():
-    out = EvidencePropagation(steps=2)(torch.randn(1, 4), torch.randn(1, 4), torch.ones(1, 1))
+    out = _prop(torch.randn(1, 4), torch.randn(1, 4), torch.ones(1, 1),
+                at_full_pairing='propagate')
+    assert out['propagated']
     assert torch.equal(out['P'], torch.ones(1, 1))         # S = 0 (no self loop): P = Y
     assert out['mask_i'].tolist() == [True] and torch.isfinite(out['targets_t2i']).all()
 
@@ -350,8 +371,8 @@ def test_topk_graph_keeps_k_neighbours_without_self():
 def test_mass_row_weights():
     y = torch.zeros(3, 3)
     y[0, 0] = 1.0
-    out = EvidencePropagation(steps=2, row_weight='mass')(torch.tensor(H_I3).float(),
-                                                          torch.tensor(H_R3).float(), y)
+    out = _prop(torch.tensor(H_I3).float(), torch.tensor(H_R3).float(), y, steps=2,
+                row_weight='mass')
     keep = out['mask_i']
     w, m = out['weights_i'], out['mass_i']
     assert torch.allclose(w[keep].mean(), torch.tensor(1.0))
@@ -367,8 +388,9 @@ def test_hidden_pair_accuracy(close_report, expected_acc):
     y = torch.zeros(3, 3)
     y[0, 0] = 1.0
     prop = EvidencePropagation(steps=2)
-    out = prop(h_i, h_r, y, image_study_ids=['a', 'b', 'c'],
-               report_study_ids=['a', 'b', 'd'], image_paired=torch.tensor([True, False, False]))
+    image_paired, report_paired = torch.tensor([True, False, False]), y.sum(0) > 0
+    out = prop(h_i, h_r, y, image_paired, report_paired, image_study_ids=['a', 'b', 'c'],
+               report_study_ids=['a', 'b', 'd'])
     d = out['diagnostics']
     assert d['hidden_pair_count'].item() == 1
     # independent check: argmax of the hand-propagated row of image 1
@@ -379,46 +401,42 @@ def test_hidden_pair_accuracy(close_report, expected_acc):
     assert float(p[1].argmax() == 1) == expected_acc
     assert d['hidden_pair_acc'].item() == expected_acc
     # int64 study keys work the same way
-    out_k = prop(h_i, h_r, y, image_study_ids=torch.tensor([1, 2, 3]),
-                 report_study_ids=torch.tensor([1, 2, 4]),
-                 image_paired=torch.tensor([True, False, False]))
+    out_k = prop(h_i, h_r, y, image_paired, report_paired,
+                 image_study_ids=torch.tensor([1, 2, 3]), report_study_ids=torch.tensor([1, 2, 4]))
     assert out_k['diagnostics']['hidden_pair_acc'].item() == expected_acc
 
 
-def test_target_purity_diagnostic():
-    y = torch.zeros(3, 3)
-    y[0, 0] = 1.0
-    out = EvidencePropagation(steps=2)(torch.tensor(H_I3).float(), torch.tensor(H_R3).float(), y,
-                                       image_labels=torch.tensor([0, 0, 1]),
-                                       report_labels=torch.tensor([0, 1, 1]))
-    t = out['targets_i2t']
-    rows = out['mask_i'] & torch.tensor([False, True, True])
-    match = torch.tensor([[1.0, 0, 0], [1, 0, 0], [0, 1, 1]])
-    expected = (t[rows] * match[rows]).sum(1).mean()
-    assert out['diagnostics']['target_purity_unpaired'].item() == pytest.approx(expected.item())
+def test_full_pairing_hard_targets_and_propagate_option():
+    h_i, h_r, y = torch.tensor(H_I3).float(), torch.tensor(H_R3).float(), torch.eye(3)
+    hard = _prop(h_i, h_r, y)                               # every item paired: P = Y
+    assert not hard['propagated'] and torch.equal(hard['P'], y)
+    soft = _prop(h_i, h_r, y, at_full_pairing='propagate')
+    assert soft['propagated'] and not torch.equal(soft['P'], y)
+    with pytest.raises(ValueError, match='steps'):
+        EvidencePropagation(steps=0)
 
 
 def test_propagation_carries_no_gradient():
     h_i = torch.tensor(H_I3, dtype=torch.float32, requires_grad=True)
     h_r = torch.tensor(H_R3, dtype=torch.float32, requires_grad=True)
-    out = EvidencePropagation()(h_i, h_r, torch.eye(3))
+    out = _prop(h_i, h_r, torch.eye(3), at_full_pairing='propagate')
     for key in ('P', 'targets_i2t', 'targets_t2i', 'weights_i'):
         assert not out[key].requires_grad
 
 
-# -------------------------------------------------------------------------- LGDEALoss
+# ------------------------------------------------------------------ per-term loss modules
 def test_paired_kl_by_hand_and_teacher_detached():
     qbar_r = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], requires_grad=True)
     logits = torch.randn(3, 3, requires_grad=True)
     qbar_i = logits.softmax(-1)
     # images 0 and 1 share report 0; image 2 has no paired report (excluded)
     y = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
-    loss = LGDEALoss(terms=['p'])
-    out = loss(Qbar_R=qbar_r, Qbar_I=qbar_i, Y=y)
+    out = PairedEvidenceLoss(loss_weight=2.0)(qbar_r, logits.log_softmax(-1), y)
     t = qbar_r.detach()[0].numpy()
     qi = qbar_i.detach().numpy()
     expected = np.mean([np.sum(t * np.log(t / qi[i])) for i in (0, 1)])
-    assert out['loss_p'].item() == pytest.approx(expected, rel=1e-5)
+    assert out['p_kl'].item() == pytest.approx(expected, rel=1e-5)
+    assert out['loss_p'].item() == pytest.approx(2 * expected, rel=1e-5)
     assert out['num_paired_images'].item() == 2
     out['loss_p'].backward()
     assert qbar_r.grad is None                              # teacher side gets nothing
@@ -427,33 +445,32 @@ def test_paired_kl_by_hand_and_teacher_detached():
 
 def test_kl_terms_zero_when_distributions_match():
     q = torch.tensor([0.5, 0.3, 0.2])
-    loss = LGDEALoss(terms=['p', 'u'])
     v = torch.randn(2, 4, 6)
     q_i = q.repeat(2, 4, 1)
-    out = loss(Qbar_R=q[None], Qbar_I=q.repeat(2, 1), Y=torch.ones(2, 1), v=v, Q_I=q_i,
-               log_Q_I=q_i.log())
-    assert abs(out['loss_p'].item()) < 1e-6
-    assert abs(out['loss_u'].item()) < 1e-6
+    out_p = PairedEvidenceLoss()(q[None], q.repeat(2, 1).log(), torch.ones(2, 1))
+    out_u = LesionConsistencyLoss()(q_i, q_i.log(), v)
+    assert abs(out_p['loss_p'].item()) < 1e-6
+    assert abs(out_u['loss_u'].item()) < 1e-6
 
 
 def test_no_nan_without_paired_samples():
     torch.manual_seed(0)
-    loss = LGDEALoss()
     head = DiagnosticPrototypeHead(num_prototypes=4, embed_dims=8)
     neck = _neck(num_queries=3)
     z = F.normalize(torch.randn(3, 1, 8), dim=-1).requires_grad_()     # one phrase per report
     mask = torch.ones(3, 1, dtype=torch.bool)
-    img = neck(torch.randn(3, 5, 16), prototype_head=head)
+    img = neck(torch.randn(3, 5, 16))
+    dist = head.image_distribution(img['phi'])
     h_r = F.normalize(z.mean(1), dim=-1)
     y = torch.zeros(3, 3)
-    prop = EvidencePropagation()(img['H_I'], h_r, y)
-    out = loss(loss_rec=head.loss_rec(z, mask), Qbar_R=head.report_distribution(z, mask),
-               Qbar_I=img['Qbar_I'], Y=y, v=img['v'], Q_I=img['Q_I'], log_Q_I=img['log_Q_I'],
-               H_I=img['H_I'], H_R=h_r, propagation=prop)
+    out = head.loss(z, mask)
+    out.update(PairedEvidenceLoss()(head.report_distribution(z, mask), dist['log_Qbar_I'], y))
+    out.update(LesionConsistencyLoss()(dist['Q_I'], dist['log_Q_I'], img['v']))
+    out.update(EvidenceAlignmentLoss()(img['H_I'], h_r, _prop(img['H_I'], h_r, y)))
     for key, val in out.items():
         assert torch.isfinite(val).all(), key
     assert out['loss_p'].item() == 0.0 and out['loss_align'].item() == 0.0
-    total = sum(v for k, v in out.items() if 'loss' in k)
+    total = sum(v for k, v in out.items() if k.startswith('loss'))
     total.backward()
     assert torch.isfinite(neck.queries.grad).all() and torch.isfinite(z.grad).all()
 
@@ -465,8 +482,7 @@ def test_chunked_lu_equals_dense_reference(chunk):
     v = torch.randn(b, l, 12)
     logits = torch.randn(b, l, k_proto, requires_grad=True)
     q = logits.softmax(-1)
-    loss = LGDEALoss(terms=['u'], knn_chunk_size=chunk)
-    out = loss(v=v, Q_I=q, log_Q_I=F.log_softmax(logits, -1))
+    out = LesionConsistencyLoss(chunk_size=chunk)(q, F.log_softmax(logits, -1), v)
     (g_chunk, ) = torch.autograd.grad(out['loss_u'], logits)
 
     ref = dense_lu(v.reshape(b * l, -1), logits.softmax(-1).reshape(b * l, -1), 5, 0.1)
@@ -487,10 +503,24 @@ def test_chunked_lu_equals_dense_reference(chunk):
     assert not torch.allclose(g_no_sg, g_ref, atol=1e-4)
 
 
+def test_lu_over_gathered_candidates_equals_dense_reference_on_the_union():
+    """A rank's slice with the gathered batch as candidates = the rows of the dense Eq. 10."""
+    torch.manual_seed(0)
+    b, l, k_proto = 6, 3, 4
+    v = torch.randn(b, l, 5)
+    logits = torch.randn(b, l, k_proto)
+    q, log_q = logits.softmax(-1), logits.log_softmax(-1)
+    full = LesionConsistencyLoss(knn_k=3)
+    ref = full(q, log_q, v)['u_kl']
+    halves = [full(q[s:s + 3], log_q[s:s + 3], v[s:s + 3], v, log_q, image_offset=s)['u_kl']
+              for s in (0, 3)]
+    assert ((halves[0] + halves[1]) / 2).item() == pytest.approx(ref.item(), rel=1e-5)
+
+
 def test_lu_weights_and_neighbours_carry_no_gradient_to_v():
     v = torch.randn(3, 4, 6, requires_grad=True)
     logits = torch.randn(3, 4, 5, requires_grad=True)
-    out = LGDEALoss(terms=['u'])(v=v, Q_I=logits.softmax(-1), log_Q_I=logits.log_softmax(-1))
+    out = LesionConsistencyLoss()(logits.softmax(-1), logits.log_softmax(-1), v)
     out['loss_u'].backward()
     assert v.grad is None and logits.grad.abs().sum() > 0
 
@@ -501,23 +531,28 @@ def test_exclude_same_image_and_collapse_diagnostics():
     # lesions of one image are near-identical: every nearest neighbour is from the same image
     v = torch.randn(b, 1, 10).repeat(1, l, 1) + 1e-3 * torch.randn(b, l, 10)
     q = torch.randn(b, l, 3).softmax(-1)
-    default = LGDEALoss(terms=['u'], knn_chunk_size=5)(v=v, Q_I=q)
+    default = LesionConsistencyLoss(chunk_size=5)(q, q.log(), v)
     assert default['same_image_nn_frac'].item() == 1.0
-    assert default['lesion_cos_within'].item() > 0.99
-    ex = LGDEALoss(terms=['u'], exclude_same_image=True, knn_chunk_size=5)
-    out = ex(v=v, Q_I=q)
+    diag = lesion_diagnostics(v, q)
+    assert diag['lesion_cos_within'].item() > 0.99
+    ex = LesionConsistencyLoss(exclude_same_image=True, chunk_size=5)
+    out = ex(q, q.log(), v)
     assert out['same_image_nn_frac'].item() == 0.0
     image_index = torch.arange(b).repeat_interleave(l)
-    idx, _ = lesion_knn(v.reshape(b * l, -1), 5, 0.1, 7, image_index, True)
+    flat = v.reshape(b * l, -1)
+    idx, _ = lesion_knn(flat, flat, 5, 0.1, 7, 0, image_index, True)
     assert (image_index[idx] != image_index[:, None]).all()
-    ref = dense_lu(v.reshape(b * l, -1), q.reshape(b * l, -1), 5, 0.1, image_index, True)
+    ref = dense_lu(flat, q.reshape(b * l, -1), 5, 0.1, image_index, True)
     assert out['loss_u'].item() == pytest.approx(ref.item(), rel=1e-5)
     # entropy diagnostic by hand
     ent = -(q * q.log()).sum(-1).mean()
-    assert out['lesion_q_entropy'].item() == pytest.approx(ent.item(), rel=1e-5)
+    assert diag['lesion_q_entropy'].item() == pytest.approx(ent.item(), rel=1e-5)
+    # spread lesions are not flagged as collapsed
+    spread = lesion_diagnostics(torch.eye(6)[None].repeat(2, 1, 1), q[:2])
+    assert spread['lesion_cos_within'].item() == pytest.approx(0.0, abs=1e-6)
     # a single image with exclusion has no candidate: 0, not NaN
-    single = ex(v=v[:1], Q_I=q[:1])
-    assert single['loss_u'].item() == 0.0
+    single = ex(q[:1], q[:1].log(), v[:1])
+    assert single['loss_u'].item() == 0.0 and 'same_image_nn_frac' not in single
 
 
 def test_align_with_identity_targets_equals_clip_cross_entropy():
@@ -525,17 +560,22 @@ def test_align_with_identity_targets_equals_clip_cross_entropy():
     h_i = F.normalize(torch.randn(4, 8), dim=-1).requires_grad_()
     h_r = F.normalize(torch.randn(4, 8), dim=-1)
     y = torch.eye(4)
-    prop = EvidencePropagation(steps=0)(h_i, h_r, y)
-    out = LGDEALoss(terms=['align'])(H_I=h_i, H_R=h_r, propagation=prop)
+    targets = EvidencePropagation()(h_i, h_r, y, y.sum(1) > 0, y.sum(0) > 0, propagate=False)
+    out = EvidenceAlignmentLoss()(h_i, h_r, targets)
     logits = h_i @ h_r.t() / 0.07
     ce_i = F.cross_entropy(logits, torch.arange(4))
     ce_t = F.cross_entropy(logits.t(), torch.arange(4))
     assert out['align_r_from_i'].item() == pytest.approx(ce_i.item(), rel=1e-5)
     assert out['align_i_from_r'].item() == pytest.approx(ce_t.item(), rel=1e-5)
     assert out['loss_align'].item() == pytest.approx((ce_i + ce_t).item(), rel=1e-5)   # Eq. 11
-    mean_red = LGDEALoss(terms=['align'], align_reduction='mean')(H_I=h_i, H_R=h_r,
-                                                                 propagation=prop)
+    mean_red = EvidenceAlignmentLoss(direction_reduction='mean')(h_i, h_r, targets)
     assert mean_red['loss_align'].item() == pytest.approx((ce_i + ce_t).item() / 2, rel=1e-5)
+    # Eq. 1 written once: the same numbers from the shared symmetric InfoNCE
+    eq1 = ContrastiveLoss(direction_reduction='sum')(h_i, h_r, torch.tensor(math.log(1 / 0.07)),
+                                                     y)
+    assert eq1['loss'].item() == pytest.approx((ce_i + ce_t).item(), rel=1e-5)
+    with pytest.raises(ValueError, match='direction_reduction'):
+        EvidenceAlignmentLoss(direction_reduction='max')
 
 
 def test_align_soft_targets_masked_rows_and_mass_weights():
@@ -543,72 +583,80 @@ def test_align_soft_targets_masked_rows_and_mass_weights():
     h_i = F.normalize(torch.randn(3, 4), dim=-1)
     h_r = F.normalize(torch.randn(3, 4), dim=-1)
     t = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
-    prop = dict(targets_i2t=t, mask_i=torch.tensor([True, False, True]),
-                weights_i=torch.tensor([0.5, 0.0, 1.5]),
-                targets_t2i=torch.eye(3), mask_t=torch.tensor([True, True, True]), weights_t=None)
-    out = LGDEALoss(terms=['align'])(H_I=h_i, H_R=h_r, propagation=prop)
+    targets = dict(targets_i2t=t, mask_i=torch.tensor([True, False, True]),
+                   weights_i=torch.tensor([0.5, 0.0, 1.5]),
+                   targets_t2i=torch.eye(3), mask_t=torch.tensor([True, True, True]),
+                   weights_t=None)
+    out = EvidenceAlignmentLoss()(h_i, h_r, targets)
     logp = (h_i @ h_r.t() / 0.07).log_softmax(1)
     ce = -(t * logp).sum(1)
     expected = (0.5 * ce[0] + 1.5 * ce[2]) / 2.0
     assert out['align_r_from_i'].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_align_gradient_not_through_targets_and_world_size_scaling():
+def test_align_gradient_not_through_targets():
     torch.manual_seed(0)
     h_i = F.normalize(torch.randn(4, 8), dim=-1).requires_grad_()
     h_r = F.normalize(torch.randn(4, 8), dim=-1).requires_grad_()
     y = torch.zeros(4, 4)
     y[0, 0] = y[1, 1] = 1
-    prop = EvidencePropagation(steps=2)(h_i, h_r, y)
-    assert not prop['targets_i2t'].requires_grad
-    loss = LGDEALoss(terms=['align'])
-    out1 = loss(H_I=h_i, H_R=h_r, propagation=prop)
-    g1 = torch.autograd.grad(out1['loss_align'], h_i)[0]
-    out3 = loss(H_I=h_i, H_R=h_r, propagation=prop, world_size=3)
-    g3 = torch.autograd.grad(out3['loss_align'], h_i)[0]
-    assert out3['loss_align'].item() == pytest.approx(out1['loss_align'].item())
-    assert torch.allclose(g3, 3 * g1, atol=1e-6)
+    targets = _prop(h_i, h_r, y, steps=2)
+    assert targets['propagated'] and not targets['targets_i2t'].requires_grad
+    out = EvidenceAlignmentLoss()(h_i, h_r, targets)
+    g = torch.autograd.grad(out['loss_align'], h_i)[0]
+    # the same loss with the targets as constants gives the same gradient
+    const = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in targets.items()}
+    g2 = torch.autograd.grad(EvidenceAlignmentLoss()(h_i, h_r, const)['loss_align'], h_i)[0]
+    assert torch.allclose(g, g2)
 
 
-def test_learnable_logit_scale_gets_gradient():
-    loss = LGDEALoss(terms=['align'], learnable_logit_scale=True)
+def test_learnable_logit_scale_gets_gradient_and_is_clamped():
+    loss = EvidenceAlignmentLoss(learnable_logit_scale=True, max_logit_scale=10.0)
     h = F.normalize(torch.randn(3, 4), dim=-1)
-    prop = EvidencePropagation(steps=0)(h, h, torch.eye(3))
-    loss(H_I=h, H_R=h, propagation=prop)['loss_align'].backward()
+    targets = _prop(h, h, torch.eye(3))
+    out = loss(h, h, targets)
+    assert out['align_logit_scale'].item() == pytest.approx(10.0)   # 1 / 0.07 clamped to 10
+    with torch.no_grad():
+        loss.logit_scale.fill_(math.log(5.0))
+    loss(h, h, targets)['loss_align'].backward()
     assert loss.logit_scale.grad is not None and loss.logit_scale.grad.abs() > 0
+    assert isinstance(EvidenceAlignmentLoss().logit_scale, torch.Tensor)
+    assert 'logit_scale' not in dict(EvidenceAlignmentLoss().named_parameters())
 
 
-def test_weights_switches_and_key_convention():
+def test_loss_weights_only_scale_and_key_convention():
     torch.manual_seed(0)
     head = DiagnosticPrototypeHead(num_prototypes=4, embed_dims=8)
     z = F.normalize(torch.randn(2, 2, 8), dim=-1)
     mask = torch.ones(2, 2, dtype=torch.bool)
     v = torch.randn(2, 3, 6)
-    q = torch.randn(2, 3, 4).softmax(-1)
+    logits = torch.randn(2, 3, 4)
+    q, log_q = logits.softmax(-1), logits.log_softmax(-1)
+    log_qbar = torch.logsumexp(log_q, 1) - math.log(3)
     g_i = F.normalize(torch.randn(2, 8), dim=-1)
     g_r = F.normalize(torch.randn(2, 8), dim=-1)
-    kw = dict(loss_rec=head.loss_rec(z, mask), Qbar_R=head.report_distribution(z, mask),
-              Qbar_I=q.mean(1), Y=torch.eye(2), v=v, Q_I=q, H_I=g_i, H_R=g_r,
-              propagation=EvidencePropagation()(g_i, g_r, torch.eye(2)), g_image=g_i,
-              g_report=g_r)
-    base = LGDEALoss(w_g=1.0)(**kw)
-    assert {k for k in base if 'loss' in k} == {'loss_rec', 'loss_p', 'loss_u', 'loss_align',
-                                              'loss_g'}
-    assert 'rec_recon' in base and 'proto_perplexity' in base and 'u_kl' in base
-    heavy = LGDEALoss(w_rec=2.0, w_p=3.0, w_u=0.5, w_align=4.0, w_g=1.5)(**kw)
-    for key, w in (('loss_rec', 2.0), ('loss_p', 3.0), ('loss_u', 0.5), ('loss_align', 4.0),
-                   ('loss_g', 1.5)):
-        assert heavy[key].item() == pytest.approx(w * base[key].item(), rel=1e-5)
-    assert heavy['u_kl'].item() == pytest.approx(base['loss_u'].item(), rel=1e-5)
-    # default: w_g = 0 -> L_g not computed; switches restrict what is computed
-    assert 'loss_g' not in LGDEALoss()(**kw)
-    only = LGDEALoss(terms=['rec', 'align'])(**kw)
-    assert {k for k in only if 'loss' in k} == {'loss_rec', 'loss_align'}
-    with pytest.raises(ValueError, match='unknown terms'):
-        LGDEALoss(terms=['rec', 'nope'])
-    with pytest.raises(ValueError, match='term "u"'):
-        LGDEALoss(terms=['u'])(v=None, Q_I=q)
+    qbar_r = head.report_distribution(z, mask)
+    targets = _prop(g_i, g_r, torch.eye(2))
+    p = head.assign(z[mask])
+
+    def run(w):
+        return dict(rec=PrototypeReconstructionLoss(loss_weight=w)(z[mask], p, head.mu),
+                    p=PairedEvidenceLoss(loss_weight=w)(qbar_r, log_qbar, torch.eye(2)),
+                    u=LesionConsistencyLoss(loss_weight=w)(q, log_q, v),
+                    align=EvidenceAlignmentLoss(loss_weight=w)(g_i, g_r, targets),
+                    g=ContrastiveLoss(direction_reduction='sum', loss_weight=w)(
+                        g_i, g_r, torch.tensor(math.log(1 / 0.07)), torch.eye(2)))
+
+    base, heavy = run(1.0), run(2.5)
+    for term, key in (('rec', 'loss_rec'), ('p', 'loss_p'), ('u', 'loss_u'),
+                      ('align', 'loss_align'), ('g', 'loss')):
+        assert base[term][key].item() > 0
+        assert heavy[term][key].item() == pytest.approx(2.5 * base[term][key].item(), rel=1e-5)
+        # every other output is an unweighted diagnostic: no other key starts with "loss"
+        assert [k for k in heavy[term] if k.startswith('loss')] == [key]
+    assert heavy['u']['u_kl'].item() == pytest.approx(base['u']['loss_u'].item(), rel=1e-5)
+    assert heavy['p']['p_kl'].item() == pytest.approx(base['p']['loss_p'].item(), rel=1e-5)
     # L_g = Eq. 1 on paired rows, both directions summed
-    logits = g_i @ g_r.t() / 0.07
-    eq1 = F.cross_entropy(logits, torch.arange(2)) + F.cross_entropy(logits.t(), torch.arange(2))
-    assert base['loss_g'].item() == pytest.approx(eq1.item(), rel=1e-5)
+    logit = g_i @ g_r.t() / 0.07
+    eq1 = F.cross_entropy(logit, torch.arange(2)) + F.cross_entropy(logit.t(), torch.arange(2))
+    assert base['g']['loss'].item() == pytest.approx(eq1.item(), rel=1e-5)

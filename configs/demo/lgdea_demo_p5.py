@@ -13,16 +13,18 @@ train_dataloader = dict(
     dataset=dict(pair_ratio=pair_ratio, include_unpaired=True,
                  evidence={{_base_.evidence}}, report_pipeline={{_base_.report_pipeline}}))
 
-# Phase table (method.md), in iterations at demo scale; constant lr within a phase.
+# Phase table (docs/method.md), in iterations at demo scale; constant lr within a phase. The
+# one place that switches terms and propagation (LGDEAPhaseHook reads `lgdea_phases`).
 max_iters = 600
 param_scheduler = []
+lgdea_phases = [
+    dict(iters=120, terms=['rec', 'align'], propagation=False, lr=5e-4),
+    dict(iters=180, terms=['rec', 'p', 'u', 'align'], propagation=False, lr=5e-4),
+    dict(iters=300, terms=['rec', 'p', 'u', 'align'], propagation=True, lr=5e-4),
+]
 custom_hooks = [
     dict(type='PairingSplitHook'),
-    dict(type='LGDEAPhaseHook', by_epoch=False, phases=[
-        dict(iters=120, terms=['rec', 'align'], propagation=False, lr=5e-4),
-        dict(iters=180, terms=['rec', 'p', 'u', 'align'], propagation=False, lr=5e-4),
-        dict(iters=300, terms=['rec', 'p', 'u', 'align'], propagation=True, lr=5e-4),
-    ]),
+    dict(type='LGDEAPhaseHook', by_epoch=False, phases='lgdea_phases'),
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),

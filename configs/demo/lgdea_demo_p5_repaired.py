@@ -1,6 +1,6 @@
-# LGDEA at 5% pairing with the repairs of docs/lgdea_departures.md (calibration.md showed
-# the paper-literal objective collapsing at demo scale). Each repair is a config option; the
-# paper-faithful demo is lgdea_demo_p5.py.
+# LGDEA at 5% pairing with the repairs of docs/lgdea_departures.md (early measurements showed
+# the paper-literal objective collapsing at demo scale: docs/design_lessons.md). Each repair
+# is a config option; the paper-faithful demo is lgdea_demo_p5.py.
 _base_ = ['./lgdea_demo_p5.py']
 model = dict(
     # lesions compete for patches and carry only image content (no query residual)
@@ -9,5 +9,5 @@ model = dict(
     head=dict(detach_text=True),
     # propagated rows weighted by their mass; learnable alignment temperature (CLIP style)
     propagation=dict(row_weight='mass'),
-    loss=dict(learnable_logit_scale=True),
+    align_loss=dict(learnable_logit_scale=True),
 )

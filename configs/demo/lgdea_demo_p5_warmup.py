@@ -1,12 +1,9 @@
 # LGDEA at 5% pairing, repaired (lgdea_demo_p5_repaired.py) and with a hard-pair warm-up
 # instead of the paper's phase table: the alignment term alone with P = Y (paired rows only)
 # until the lesion-query image embedding is discriminative, then every term with propagation.
-# calibration.md lesson 4; measured in docs/lgdea_departures.md.
+# docs/design_lessons.md; measured in docs/lgdea_departures.md.
 _base_ = ['./lgdea_demo_p5_repaired.py']
-custom_hooks = [
-    dict(type='PairingSplitHook'),
-    dict(type='LGDEAPhaseHook', by_epoch=False, phases=[
-        dict(iters=300, terms=['align'], propagation=False, lr=5e-4),
-        dict(iters=300, terms=['rec', 'p', 'u', 'align'], propagation=True, lr=5e-4),
-    ]),
+lgdea_phases = [
+    dict(iters=300, terms=['align'], propagation=False, lr=5e-4),
+    dict(iters=300, terms=['rec', 'p', 'u', 'align'], propagation=True, lr=5e-4),
 ]

@@ -99,7 +99,12 @@ def iters_cfg_options(cfg, iters: int) -> List[str]:
             f'default_hooks.checkpoint.interval={iters}']
     for i, hook in enumerate(cfg.get('custom_hooks') or []):
         if hook.get('type') == 'LGDEAPhaseHook':
-            phases = hook['phases']
+            phases, key = hook['phases'], f'custom_hooks.{i}.phases'
+            if isinstance(phases, str):                 # a top-level phase table by name
+                if phases not in cfg:
+                    raise ValueError(f'--iters: the LGDEAPhaseHook of {cfg.filename} names the '
+                                     f'phase table `{phases}`, which the config lacks')
+                phases, key = cfg[phases], phases
             if any('iters' not in ph for ph in phases):
                 raise ValueError(f'--iters: the LGDEAPhaseHook phases of {cfg.filename} are not '
                                  'given in iterations')
@@ -111,7 +116,7 @@ def iters_cfg_options(cfg, iters: int) -> List[str]:
             lengths[-1] = iters - sum(lengths[:-1])
             if lengths[-1] < 1:
                 raise ValueError(f'--iters {iters} is too short for the LGDEA phases {lengths}')
-            opts += [f'custom_hooks.{i}.phases.{j}.iters={n}' for j, n in enumerate(lengths)]
+            opts += [f'{key}.{j}.iters={n}' for j, n in enumerate(lengths)]
     if iters < 100:
         opts.append('param_scheduler=[]')
     return opts

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from lgdea.registry import MODELS
 from .base import BaseVLPModel
-from .utils.pairing import paired_flags, study_keys
+from .utils.pairing import gather_pair_batch
 
 
 def build_projection(in_dims: int, out_dims: int, kind: str = 'linear') -> nn.Module:
@@ -39,7 +39,8 @@ class CLIPBaseline(BaseVLPModel):
             cached evidence phrases and averages them (the control arm that separates the
             evidence extractor's contribution from LGDEA's).
         max_phrase_length: token cap of one evidence phrase / prompt.
-        loss: config of the contrastive loss.
+        loss: config of the contrastive loss (``ContrastiveLoss``, directions averaged).
+        gather: gather the batch across ranks before the loss (True; one process: no-op).
     """
 
     def __init__(self,
@@ -53,6 +54,7 @@ class CLIPBaseline(BaseVLPModel):
                  max_text_length: int = 112,
                  max_phrase_length: int = 32,
                  loss: Optional[dict] = None,
+                 gather: bool = True,
                  tokenizer: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg=None):
@@ -74,6 +76,7 @@ class CLIPBaseline(BaseVLPModel):
         self.text_source = text_source
         self.max_phrase_length = max_phrase_length
         self.loss_module = MODELS.build(loss or dict(type='ContrastiveLoss'))
+        self.gather = gather
 
     # ------------------------------------------------------------------ train
     def loss(self, images, data_samples, reports) -> Dict[str, torch.Tensor]:
@@ -82,13 +85,12 @@ class CLIPBaseline(BaseVLPModel):
             txt = self.extract_text(None, kind='report', evidence=_evidence_of(reports))
         else:
             txt = self.extract_text(self.report_texts(reports), kind='report')
-        device = img['embed'].device
         with torch.no_grad():
             self.logit_scale.clamp_(max=math.log(100.0))
-        out = self.loss_module(
-            img['embed'], txt['embed'], self.logit_scale,
-            study_keys(data_samples, device), paired_flags(data_samples, device),
-            study_keys(reports, device), paired_flags(reports, device))
+        batch = gather_pair_batch(data_samples, reports, dict(embed=img['embed']),
+                                  dict(embed=txt['embed']), gather=self.gather)
+        out = self.loss_module(batch.images['embed'], batch.reports['embed'], self.logit_scale,
+                               batch.targets)
         return dict(loss_contrastive=out['loss'], acc_i2t=out['acc_i2t'],
                     logit_scale=self.logit_scale.detach().exp())
 

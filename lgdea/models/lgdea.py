@@ -7,47 +7,64 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lgdea.registry import MODELS
-from lgdea.utils.dist import gather_features, loss_scale_for_gather
 from .base import BaseVLPModel
 from .clip import _tokenizer_of, build_projection
-from .utils.pairing import build_pair_targets, paired_flags, study_keys
+from .losses import lesion_diagnostics
+from .utils.pairing import gather_pair_batch
+
+TERMS = ('rec', 'p', 'u', 'align', 'g')
 
 
 @MODELS.register_module()
 class LGDEA(BaseVLPModel):
-    """The LGDEA model: encoders + lesion-query neck + prototype head + propagation + loss.
+    """The LGDEA model: encoders, lesion-query neck, prototype head, propagation, term losses.
 
-    Per batch (docs/architecture.md section 3; Alg. 1):
+    Per batch (docs/method.md; Alg. 1):
 
     1. evidence phrases ``E(R)`` of every report (cached, Eq. 2) -> ``z_n = norm(W_t
        pool(f_text(e_n)))`` [N_E, d], identical phrases encoded once;
-    2. ``L_rec`` and ``Qbar_R`` from :class:`DiagnosticPrototypeHead` (Eq. 3-5, 8);
-    3. patch tokens ``I^l`` -> :class:`LesionQueryNeck` -> ``v``, ``phi(v)``, ``Q_I``,
-       ``Qbar_I``, ``H_I`` (Eq. 6-7, 14);
-    4. ``H_R = norm(mean_n z_n)`` (Eq. 13); ``Y`` from study ids; ``H_I``, ``H_R``, ``Y``
-       gathered across ranks; ``P`` from :class:`EvidencePropagation` (Eq. 15-17) or ``P = Y``;
-    5. :class:`LGDEALoss` (Eq. 9-12, 18).
+    2. patch tokens ``I^l`` -> :class:`LesionQueryNeck` -> ``v``, ``attn``, ``phi(v)``,
+       ``H_I`` (Eq. 14); :class:`DiagnosticPrototypeHead` -> ``L_rec`` (Eq. 3-5),
+       ``Q_I``, ``Qbar_I`` (Eq. 6-7), ``Qbar_R`` (Eq. 8);
+    3. ``H_R = norm(mean_n z_n)`` (Eq. 13); one :func:`gather_pair_batch` gathers ``H_I``,
+       ``H_R`` (and the lesion candidates of ``L_u``) and builds ``Y``; ``P`` from
+       :class:`EvidencePropagation` (Eq. 15-17) or ``P = Y``;
+    4. one loss module per term (Eq. 9-12, 1), each weighted by its own ``loss_weight``
+       (Eq. 18).
+
+    **Which terms run** is decided in one place: ``terms`` and ``propagate`` here (the
+    single-phase default), replaced per phase by ``LGDEAPhaseHook`` through
+    :meth:`set_phase`. Loss weights only scale.
 
     Args:
         image_encoder: config of a :class:`CXRImageEncoder` (ViT: CLS + patch tokens).
         text_encoder: config of a :class:`HFTextEncoder`.
-        neck, head, propagation, loss: configs of the four LGDEA components;
-            ``neck.in_dims`` and ``head.embed_dims`` are filled in.
+        neck, head, propagation: configs of the lesion-query neck, the prototype head (which
+            owns ``L_rec``) and the propagation; ``neck.in_dims`` / ``embed_dims`` and
+            ``head.embed_dims`` are filled in.
+        paired_loss: ``L_p`` config (:class:`PairedEvidenceLoss`, Eq. 9).
+        lesion_loss: ``L_u`` config (:class:`LesionConsistencyLoss`, Eq. 10).
+        align_loss: ``L_evi-align`` config (:class:`EvidenceAlignmentLoss`, Eq. 11-12).
+        global_loss: ``L_g`` config (``ContrastiveLoss``, Eq. 1 on the global CLS / report
+            embeddings, directions summed), or None (no global heads; term ``g`` unavailable).
+        global_tau: temperature ``tau_1`` of ``L_g`` (0.07, fixed).
+        terms: the active terms of the single-phase default, a subset of
+            ``('rec', 'p', 'u', 'align', 'g')``.
+        propagate: propagate ``P`` (Eq. 17) in the single-phase default; False gives
+            ``P = Y``.
         embed_dims: ``d``, the evidence space (256).
         text_projection: ``'linear'`` or ``'mlp'`` head ``W_t`` on pooled phrase features.
-        max_phrases: ``N_max`` (8; extras dropped and counted).
+        max_phrases: ``N_max`` (8; extras dropped).
         max_phrase_length: ``T_max`` (32).
         report_repr: ``'evidence'`` (Eq. 13) or ``'global'`` (the wo_rec ablation:
             ``H_R := proj(R^g)`` and ``Qbar_R = p(k | proj(R^g))``).
-        use_propagation: propagate ``P`` (Eq. 17); False gives ``P = Y`` (the phase hook sets
-            it per phase; ``propagation.steps = 0`` has the same effect).
-        at_full_pairing: ``'hard'`` uses ``P = Y`` when every item of the batch is paired
-            (the paper's fully paired setting); ``'propagate'`` propagates anyway.
-        image_embed: ``'H_I'`` (retrieval / zero-shot embedding, method.md departure) or
-            ``'cls'`` (needs ``w_g > 0``, which trains the global heads).
+        image_embed: ``'H_I'`` (retrieval / zero-shot embedding, docs/lgdea_departures.md) or
+            ``'cls'`` (needs ``global_loss``, which trains the global heads).
         grounding: ``'lesion'`` (lesion attention maps weighted by the softmax of phrase-lesion
             similarity) or ``'patch'`` (``phi(patch) . z``).
-        grounding_tau: temperature of the phrase-lesion softmax (default ``tau_p``).
+        grounding_tau: temperature of the phrase-lesion softmax (default the head's ``tau_p``).
+        gather: gather the batch across ranks for ``L_align`` / ``L_g`` and the lesion
+            neighbours of ``L_u`` (True).
     """
 
     def __init__(self,
@@ -56,18 +73,23 @@ class LGDEA(BaseVLPModel):
                  neck: dict,
                  head: dict,
                  propagation: dict,
-                 loss: dict,
+                 paired_loss: Optional[dict] = None,
+                 lesion_loss: Optional[dict] = None,
+                 align_loss: Optional[dict] = None,
+                 global_loss: Optional[dict] = None,
+                 global_tau: float = 0.07,
+                 terms: Sequence[str] = ('rec', 'p', 'u', 'align'),
+                 propagate: bool = True,
                  embed_dims: int = 256,
                  text_projection: str = 'linear',
                  max_phrases: int = 8,
                  max_phrase_length: int = 32,
                  max_text_length: int = 112,
                  report_repr: str = 'evidence',
-                 use_propagation: bool = True,
-                 at_full_pairing: str = 'hard',
                  image_embed: str = 'H_I',
                  grounding: str = 'lesion',
                  grounding_tau: Optional[float] = None,
+                 gather: bool = True,
                  tokenizer: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg=None):
@@ -76,7 +98,6 @@ class LGDEA(BaseVLPModel):
         super().__init__(tokenizer=tokenizer, max_text_length=max_text_length,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         _check('report_repr', report_repr, ('evidence', 'global'))
-        _check('at_full_pairing', at_full_pairing, ('hard', 'propagate'))
         _check('image_embed', image_embed, ('H_I', 'cls'))
         _check('grounding', grounding, ('lesion', 'patch'))
         self.image_encoder = MODELS.build(image_encoder)
@@ -87,23 +108,29 @@ class LGDEA(BaseVLPModel):
         self.neck = MODELS.build(dict(neck, in_dims=self.image_encoder.embed_dims,
                                       embed_dims=embed_dims))
         self.propagation = MODELS.build(propagation)
-        self.loss_module = MODELS.build(loss)
-        w_g = self.loss_module.weights['g']
-        if image_embed == 'cls' and w_g <= 0:
-            raise ValueError("LGDEA(image_embed='cls') needs loss.w_g > 0: no other term trains "
-                             'the CLS projection.')
-        if w_g > 0 or image_embed == 'cls':
+        self.paired_loss = MODELS.build(paired_loss or dict(type='PairedEvidenceLoss'))
+        self.lesion_loss = MODELS.build(lesion_loss or dict(type='LesionConsistencyLoss'))
+        self.align_loss = MODELS.build(align_loss or dict(type='EvidenceAlignmentLoss'))
+        if image_embed == 'cls' and global_loss is None:
+            raise ValueError("LGDEA(image_embed='cls') needs `global_loss`: no other term "
+                             'trains the CLS projection.')
+        self.global_loss = None
+        if global_loss is not None:
+            self.global_loss = MODELS.build(dict(dict(direction_reduction='sum'),
+                                                 **global_loss))
             self.global_image_proj = nn.Linear(self.image_encoder.embed_dims, embed_dims)
             self.global_text_proj = nn.Linear(self.text_encoder.embed_dims, embed_dims)
+            self.register_buffer('global_logit_scale', torch.tensor(math.log(1.0 / global_tau)),
+                                 persistent=False)
         self.embed_dims = embed_dims
         self.max_phrases = max_phrases
         self.max_phrase_length = max_phrase_length
         self.report_repr = report_repr
-        self.use_propagation = use_propagation
-        self.at_full_pairing = at_full_pairing
         self.image_embed = image_embed
         self.grounding = grounding
-        self.grounding_tau = grounding_tau if grounding_tau is not None else self.neck.tau_p
+        self.grounding_tau = grounding_tau if grounding_tau is not None else self.head.tau_p
+        self.gather = gather
+        self.set_phase(terms, propagate)
 
     # ------------------------------------------------------------- evidence
     def encode_phrases(self, phrases: Sequence[str]) -> torch.Tensor:
@@ -136,11 +163,12 @@ class LGDEA(BaseVLPModel):
             mask[i, :len(s)] = True
         return z_unique[ids], mask
 
-    def report_global(self, texts: Sequence[str]) -> torch.Tensor:
-        """``proj(R^g)`` of whole reports [B_R, d] (wo_rec ablation and ``L_g``)."""
+    def report_global(self, texts: Sequence[str], global_head: bool = False) -> torch.Tensor:
+        """``proj(R^g)`` of whole reports [B_R, d]: through ``W_t`` (wo_rec ablation's
+        ``H_R``) or, with ``global_head``, through the ``L_g`` head."""
         tokens = self.tokenize(texts, self.max_text_length)
         pooled = self.text_encoder(**tokens)['pooled']
-        proj = self.global_text_proj if self.report_repr == 'evidence' else self.text_proj
+        proj = self.global_text_proj if global_head else self.text_proj
         return F.normalize(proj(pooled), dim=-1)
 
     @staticmethod
@@ -151,60 +179,68 @@ class LGDEA(BaseVLPModel):
 
     # ---------------------------------------------------------------- train
     def loss(self, images, data_samples, reports) -> Dict[str, torch.Tensor]:
-        device = images.device
+        """The active terms (``loss_*``, weighted) and diagnostics of one batch."""
+        if self.head.needs_kmeans_init:
+            raise RuntimeError('LGDEA: the prototype head has init="kmeans" but its k-means '
+                               'initialisation has not run; add dict(type="PrototypeInitHook") '
+                               'to custom_hooks (it runs before the first iteration).')
+        terms = self.terms
         feats = self.image_encoder(images)
-        lesion = self.neck(feats['local'], prototype_head=self.head)
+        lesion = self.neck(feats['local'])
+        dist = self.head.image_distribution(lesion['phi'])
+        out: Dict[str, torch.Tensor] = {}
 
-        rec = None
         if self.report_repr == 'evidence':
             z, mask = self.encode_evidence(_evidence_of(reports))
-            rec = self.head.loss_rec(z, mask) if 'rec' in self.loss_module.terms else None
+            if 'rec' in terms:
+                out.update(self.head.loss(z, mask))
             qbar_r = self.head.report_distribution(z, mask)
             h_r = self.pool_evidence(z, mask)
         else:
+            if 'rec' in terms:
+                raise ValueError("LGDEA(report_repr='global') has no evidence phrases for "
+                                 "L_rec: remove 'rec' from the terms (the wo_rec ablation).")
             h_r = self.report_global(self.report_texts(reports))
             qbar_r = self.head.report_distribution(h_r)
-        h_i = lesion['H_I']
 
-        img_keys, img_paired = study_keys(data_samples, device), paired_flags(data_samples, device)
-        rep_keys, rep_paired = study_keys(reports, device), paired_flags(reports, device)
-        y_local = build_pair_targets(img_keys, img_paired, rep_keys, rep_paired)
+        image_side, report_side = dict(H_I=lesion['H_I']), dict(H_R=h_r)
+        if 'u' in terms:
+            image_side.update(v=lesion['v'].detach(), log_Q_I=dist['log_Q_I'].detach())
+        if 'g' in terms:
+            image_side['g'] = F.normalize(self.global_image_proj(feats['global']), dim=-1)
+            report_side['g'] = self.report_global(self.report_texts(reports), global_head=True)
+        batch = gather_pair_batch(data_samples, reports, image_side, report_side,
+                                  gather=self.gather, device=images.device)
 
-        # gradient into the local slices x world size: DDP's average = global-batch gradient
-        gscale = loss_scale_for_gather()
-        h_i_all = gather_features(h_i, grad_scale=gscale)
-        h_r_all = gather_features(h_r, grad_scale=gscale)
-        img_keys_all, rep_keys_all = gather_features(img_keys), gather_features(rep_keys)
-        img_paired_all = gather_features(img_paired.long()).bool()
-        rep_paired_all = gather_features(rep_paired.long()).bool()
-        y_all = build_pair_targets(img_keys_all, img_paired_all, rep_keys_all, rep_paired_all)
-
-        propagate = self.use_propagation and 'align' in self.loss_module.terms
-        if propagate and self.at_full_pairing == 'hard' and bool(img_paired_all.all()) and \
-                bool(rep_paired_all.all()):
-            propagate = False
-        with _steps(self.propagation, None if propagate else 0):
-            prop = self.propagation(h_i_all.detach(), h_r_all.detach(), y_all,
-                                    image_study_ids=img_keys_all, report_study_ids=rep_keys_all,
-                                    image_paired=img_paired_all)
-
-        g_image = g_report = None
-        if 'g' in self.loss_module.terms:
-            g_image = gather_features(
-                F.normalize(self.global_image_proj(feats['global']), dim=-1), grad_scale=gscale)
-            g_report = gather_features(self.report_global(self.report_texts(reports)),
-                                       grad_scale=gscale)
-        out = self.loss_module(
-            loss_rec=rec, Qbar_R=qbar_r, Qbar_I=lesion['Qbar_I'], Y=y_local, v=lesion['v'],
-            Q_I=lesion['Q_I'], log_Q_I=lesion['log_Q_I'], H_I=h_i_all, H_R=h_r_all,
-            propagation=prop, g_image=g_image, g_report=g_report, Y_global=y_all)
-        out['propagated'] = torch.tensor(float(propagate), device=device)
+        if 'p' in terms:
+            out.update(self.paired_loss(qbar_r, dist['log_Qbar_I'], batch.local_targets))
+        if 'u' in terms:
+            out.update(self.lesion_loss(dist['Q_I'], dist['log_Q_I'], lesion['v'],
+                                        batch.images['v'], batch.images['log_Q_I'],
+                                        batch.image_offset))
+        out.update(lesion_diagnostics(lesion['v'], dist['Q_I']))
+        propagated = False
+        if 'align' in terms:
+            h_i_all, h_r_all = batch.images['H_I'], batch.reports['H_R']
+            targets = self.propagation(h_i_all.detach(), h_r_all.detach(), batch.targets,
+                                       batch.image_paired, batch.report_paired,
+                                       propagate=self.propagate,
+                                       image_study_ids=batch.image_keys,
+                                       report_study_ids=batch.report_keys)
+            propagated = targets['propagated']
+            out.update(self.align_loss(h_i_all, h_r_all, targets))
+            out.update(targets['diagnostics'])
+        if 'g' in terms:
+            g = self.global_loss(batch.images['g'], batch.reports['g'], self.global_logit_scale,
+                                 batch.targets)
+            out.update(loss_g=g['loss'], g_ce=(g['i2t'] + g['t2i']).detach())
+        out['propagated'] = torch.tensor(float(propagated), device=images.device)
         return out
 
     # ------------------------------------------------------------ interface
     def extract_image(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         feats = self.image_encoder(images)
-        lesion = self.neck(feats['local'], prototype_head=self.head)
+        lesion = self.neck(feats['local'])
         if self.image_embed == 'cls':
             embed = F.normalize(self.global_image_proj(feats['global']), dim=-1)
         else:
@@ -215,7 +251,7 @@ class LGDEA(BaseVLPModel):
                     probe=lesion['v'].mean(1),
                     lesion_attn=lesion['attn'],
                     lesion_phi=lesion['phi'],
-                    Qbar_I=lesion['Qbar_I'])
+                    Qbar_I=self.head.image_distribution(lesion['phi'])['Qbar_I'])
 
     def extract_text(self, texts, kind: str = 'report', evidence=None) -> Dict[str, torch.Tensor]:
         if kind == 'phrase':
@@ -233,7 +269,7 @@ class LGDEA(BaseVLPModel):
                       txt_feats: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Phrase ``i`` on image ``i`` -> [B, h, w].
 
-        ``'lesion'``: ``sum_l softmax_l(phi(v_l) . z / tau) * attn_l`` (method.md).
+        ``'lesion'``: ``sum_l softmax_l(phi(v_l) . z / tau) * attn_l`` (docs/method.md).
         """
         if self.grounding == 'patch':
             return super().grounding_map(img_feats, txt_feats)
@@ -247,25 +283,18 @@ class LGDEA(BaseVLPModel):
         return maps.view(maps.shape[0], h, wd)
 
     # --------------------------------------------------------------- phases
-    def set_phase(self, terms: Sequence[str], use_propagation: bool) -> None:
-        """Active loss terms and propagation (called by ``LGDEAPhaseHook``)."""
-        self.loss_module.set_terms(terms)
-        self.use_propagation = use_propagation
-
-
-class _steps:
-    """Temporarily override ``EvidencePropagation.steps`` (0 gives ``P = Y``)."""
-
-    def __init__(self, module, steps: Optional[int]):
-        self.module, self.steps, self.saved = module, steps, None
-
-    def __enter__(self):
-        if self.steps is not None:
-            self.saved, self.module.steps = self.module.steps, self.steps
-
-    def __exit__(self, *exc):
-        if self.steps is not None:
-            self.module.steps = self.saved
+    def set_phase(self, terms: Sequence[str], propagate: bool) -> None:
+        """Set the active terms and whether ``P`` is propagated (``LGDEAPhaseHook`` calls it
+        at every phase boundary; the constructor sets the single-phase default)."""
+        unknown = sorted(set(terms) - set(TERMS))
+        if unknown:
+            raise ValueError(f'LGDEA: unknown terms {unknown}; choose from {TERMS}.')
+        if 'g' in terms and self.global_loss is None:
+            raise ValueError("LGDEA: term 'g' needs `global_loss` (e.g. "
+                             "global_loss=dict(type='ContrastiveLoss', loss_weight=0.5)).")
+        terms = tuple(t for t in TERMS if t in set(terms))
+        self.terms = terms
+        self.propagate = bool(propagate)
 
 
 def _evidence_of(reports) -> List[List[str]]:

@@ -1,14 +1,17 @@
-"""Cross-rank feature gathering, written once for every method (open_clip style).
+"""Cross-rank primitives: world size, rank, the all-gather of one tensor and global means.
 
-``gather_features`` all-gathers a tensor along dim 0 and puts the *local* (gradient-carrying)
-tensor back into its own slot, so the gradient flows to the local slice only. A loss computed
-on gathered features is then identical on every rank; DDP averages gradients over ranks, so
-the gradient reaching each rank's features must be multiplied by the world size
-(``grad_scale=loss_scale_for_gather()``) for the averaged gradient to equal the
-single-process gradient of the global batch. Scaling the features' gradient rather than the
-loss keeps parameters that act on the gathered tensors (a learnable logit scale) exact.
+Two conventions make every training loss give, under DDP, the gradient of the single-process
+loss on the global batch (DDP averages the per-rank gradients):
+
+- a loss on **gathered** features is identical on every rank; its gradient reaches the local
+  slice multiplied by the world size (:func:`gather_features` with ``grad_scale``). Training
+  losses do not call it directly: they go through
+  :func:`lgdea.models.utils.gather_pair_batch`, the one gather of a batch.
+- a loss that is a **mean over local items** (phrases, paired images, lesions) is written as
+  :func:`global_mean`: ``world_size * sum_local / N_global``, whose average over ranks is the
+  mean over the global batch even when ranks hold different numbers of items.
 """
-from typing import List, Sequence
+from typing import List
 
 import torch
 import torch.distributed as torch_dist
@@ -30,14 +33,8 @@ def gather_features(x: torch.Tensor, grad_scale: float = 1.0) -> torch.Tensor:
     """All-gather ``x`` [N_local, ...] from every rank into [sum N_r, ...].
 
     Ranks may hold different numbers of rows (limited-pairing batches are ragged). The local
-    rank's slice keeps its autograd history; the other slices are constants.
-
-    Args:
-        grad_scale: factor on the gradient that flows back into the local slice. Pass
-            :func:`loss_scale_for_gather` for a loss computed on gathered features: DDP then
-            averages to exactly the single-process gradient of the global batch, while
-            parameters used on the gathered tensors themselves (a logit scale) keep their
-            plain gradient and the logged loss value is unchanged.
+    rank's slice keeps its autograd history, its gradient multiplied by ``grad_scale``; the
+    other slices are constants. On one process ``x`` is returned unchanged.
     """
     world_size = get_world_size()
     if world_size == 1:
@@ -54,30 +51,45 @@ def gather_features(x: torch.Tensor, grad_scale: float = 1.0) -> torch.Tensor:
     return torch.cat(chunks, dim=0)
 
 
-def _gather_sizes(n: int, device: torch.device) -> List[int]:
+def gather_offset(n_local: int, device=None) -> int:
+    """Row of this rank's first item in a tensor gathered by :func:`gather_features`."""
+    if get_world_size() == 1:
+        return 0
+    return sum(_gather_sizes(n_local, device)[:get_rank()])
+
+
+def _gather_sizes(n: int, device) -> List[int]:
     size = torch.tensor([n], device=device, dtype=torch.long)
     sizes = [torch.zeros_like(size) for _ in range(get_world_size())]
     torch_dist.all_gather(sizes, size)
     return [int(s.item()) for s in sizes]
 
 
-def gather_objects(obj: Sequence) -> list:
-    """All-gather a picklable sequence (e.g. study ids) and concatenate in rank order."""
+def global_count(n_local: int, device=None) -> int:
+    """Number of items over every rank (``n_local`` on one process)."""
     if get_world_size() == 1:
-        return list(obj)
-    out = [None] * get_world_size()
-    torch_dist.all_gather_object(out, list(obj))
-    return [item for part in out for item in part]
+        return int(n_local)
+    n = torch.tensor([n_local], device=device, dtype=torch.long)
+    torch_dist.all_reduce(n)
+    return int(n.item())
 
 
-def loss_scale_for_gather() -> float:
-    """Factor applied to losses on gathered features (see module docstring)."""
-    return float(get_world_size())
+def global_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean of the per-item values ``x`` [N_local] over the global batch (see module docstring).
+
+    One process: ``x.mean()`` (0 with a gradient path when ``x`` is empty). Every rank must
+    call it, also with no item, because it all-reduces the item count.
+    """
+    n_all = global_count(x.shape[0], x.device)
+    if n_all == 0:
+        return x.sum() * 0.0
+    if get_world_size() == 1:
+        return x.mean()
+    return x.sum() * (get_world_size() / n_all)
 
 
 def scale_gradient(x: torch.Tensor, factor: float) -> torch.Tensor:
-    """Same value as ``x``, gradient multiplied by ``factor`` (logs stay comparable across
-    world sizes while DDP gradients match the single-process ones)."""
+    """Same value as ``x``, gradient multiplied by ``factor``."""
     if factor == 1.0:
         return x
     return x * factor - x.detach() * (factor - 1.0)

@@ -12,7 +12,10 @@ model = dict(
     neck=dict(type='LesionQueryNeck', num_queries=16, num_layers=1, num_heads=4),
     head=dict(type='DiagnosticPrototypeHead', num_prototypes=16),
     propagation=dict(type='EvidencePropagation', steps=2),
-    loss=dict(type='LGDEALoss'),
+    # one module per term (Eq. 9-12); the phase table switches terms, weights only scale
+    paired_loss=dict(type='PairedEvidenceLoss', loss_weight=1.0),
+    lesion_loss=dict(type='LesionConsistencyLoss', knn_k=5, tau_w=0.1, loss_weight=1.0),
+    align_loss=dict(type='EvidenceAlignmentLoss', tau_2=0.07, loss_weight=1.0),
     embed_dims=128,
     text_projection='mlp',
     max_phrases=8,

@@ -1,5 +1,6 @@
-# The multi-phase schedule (paper Sec. IV-A d; method.md phase table): global batch sizes,
-# constant lr within a phase, AdamW with weight decay 1e-6. Set schedule via custom_hooks.
+# The multi-phase schedule (paper Sec. IV-A d; docs/method.md phase table): global batch sizes,
+# constant lr within a phase, AdamW with weight decay 1e-6. The phase table is the one place
+# that switches terms and propagation: LGDEAPhaseHook(phases='lgdea_phases') reads it.
 optim_wrapper = dict(type='OptimWrapper',
                      optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-6))
 param_scheduler = []

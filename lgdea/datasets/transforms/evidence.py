@@ -1,15 +1,14 @@
-"""Evidence phrases of a report -> padded token ids (paper Eq. 2, method.md "Evidence space")."""
+"""The cached evidence phrases of a report (paper Eq. 2, docs/method.md "Evidence space")."""
 from typing import List, Optional
 
-import numpy as np
 from mmcv.transforms import BaseTransform
 
-from lgdea.registry import TOKENIZER, TRANSFORMS
+from lgdea.registry import TRANSFORMS
 
 
 @TRANSFORMS.register_module()
 class EvidenceTokenizer(BaseTransform):
-    """Attach the cached evidence phrases ``E(R)`` of ``results['report']`` and tokenise them.
+    """Attach the cached evidence phrases ``E(R)`` of ``results['report']``.
 
     The phrases come from ``results['evidence']`` when the dataset already attached them
     (``LimitedPairingDataset(evidence=...)``, which extracts missing reports before training),
@@ -17,27 +16,21 @@ class EvidenceTokenizer(BaseTransform):
     extracted in memory with an offline extractor (``rule``); with an LLM extractor it is an
     error whose message gives the extraction command.
 
-    Adds ``evidence`` (list[str], at most ``max_phrases``, report order) and, with a tokenizer,
-    ``evidence_ids`` / ``evidence_mask`` (int64 [N_max, T_max], padded). Phrases beyond
-    ``max_phrases`` are dropped and counted in ``results['evidence_dropped']``.
+    Adds ``evidence`` (list[str], at most ``max_phrases``, report order). Phrases beyond
+    ``max_phrases`` are dropped and counted in ``results['evidence_dropped']``. The phrases
+    stay strings: the model tokenises them with its own tokenizer (``LGDEA.encode_phrases``,
+    ``max_phrase_length`` tokens), so pipeline and model cannot disagree on the vocabulary.
 
     Args:
         max_phrases: ``N_max`` (8).
-        max_tokens: ``T_max`` (32).
-        tokenizer: TOKENIZER config; use the text encoder's path so that pipeline and model
-            cannot disagree. None keeps only the phrase strings (the model tokenises them).
         evidence: ``dict(extractor=..., cache_dir=..., credentialed=...)`` for cache look-ups.
     """
 
-    def __init__(self, max_phrases: int = 8, max_tokens: int = 32,
-                 tokenizer: Optional[dict] = None, evidence: Optional[dict] = None):
-        if max_phrases < 1 or max_tokens < 2:
-            raise ValueError('EvidenceTokenizer: max_phrases >= 1 and max_tokens >= 2 needed')
+    def __init__(self, max_phrases: int = 8, evidence: Optional[dict] = None):
+        if max_phrases < 1:
+            raise ValueError(f'EvidenceTokenizer: max_phrases must be >= 1, got {max_phrases}')
         self.max_phrases = max_phrases
-        self.max_tokens = max_tokens
-        self.tokenizer_cfg = tokenizer
         self.evidence_cfg = dict(evidence) if evidence else None
-        self._tokenizer = None
         self._cache = None
         self._extractor = None
 
@@ -79,19 +72,7 @@ class EvidenceTokenizer(BaseTransform):
         results['evidence_dropped'] = max(0, len(phrases) - self.max_phrases)
         phrases = list(phrases[:self.max_phrases])
         results['evidence'] = phrases
-        if self.tokenizer_cfg is not None:
-            if self._tokenizer is None:
-                self._tokenizer = TOKENIZER.build(self.tokenizer_cfg)
-            enc = self._tokenizer(phrases, padding='max_length', truncation=True,
-                                  max_length=self.max_tokens, return_tensors='np')
-            ids = np.zeros((self.max_phrases, self.max_tokens), dtype=np.int64)
-            mask = np.zeros_like(ids)
-            ids[:len(phrases)] = enc['input_ids']
-            mask[:len(phrases)] = enc['attention_mask']
-            results['evidence_ids'] = ids
-            results['evidence_mask'] = mask
         return results
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(max_phrases={self.max_phrases}, '
-                f'max_tokens={self.max_tokens})')
+        return f'{self.__class__.__name__}(max_phrases={self.max_phrases})'

@@ -54,7 +54,7 @@ class PackVLInputs(BaseTransform):
 
     META_KEYS = ('sample_idx', 'img_path', 'study_id', 'subject_id', 'view', 'category',
                  'ori_shape', 'img_shape', 'geometry')
-    DATA_KEYS = ('phrase', 'evidence', 'evidence_ids', 'evidence_mask', 'boxes')
+    DATA_KEYS = ('phrase', 'evidence', 'boxes')
 
     def __init__(self, input_key: str = 'img', extra_meta_keys: Sequence[str] = (),
                  extra_data_keys: Sequence[str] = ()):

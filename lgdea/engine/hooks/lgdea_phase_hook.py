@@ -1,4 +1,4 @@
-"""The multi-phase schedule of LGDEA (paper Sec. IV-A d; method.md phase table)."""
+"""The multi-phase schedule of LGDEA (paper Sec. IV-A d; docs/method.md phase table)."""
 import copy
 from typing import List, Optional, Sequence
 
@@ -13,8 +13,9 @@ from lgdea.utils.dist import get_world_size
 class LGDEAPhaseHook(Hook):
     """Runs the phase table in one training command.
 
-    Each phase sets the active loss terms, whether ``P`` is propagated (Eq. 17) or ``P = Y``,
-    a constant learning rate and, in epoch-based training, the **global** batch size (the
+    Each phase sets the active loss terms and whether ``P`` is propagated (Eq. 17) or
+    ``P = Y`` (through ``LGDEA.set_phase``: the phase is the one place that switches terms;
+    loss weights only scale), a constant learning rate and, in epoch-based training, the **global** batch size (the
     train dataloader is rebuilt on the same dataset at the boundary; per-rank batch =
     global / world size, an error if not divisible). The phase is stored in checkpoints
     (``meta['lgdea_phase']``) and re-derived from the epoch / iteration on resume, so a
@@ -23,37 +24,53 @@ class LGDEAPhaseHook(Hook):
     Args:
         phases: list of dicts with ``epochs`` (or ``iters`` when ``by_epoch=False``),
             ``terms`` (subset of rec, p, u, align, g), ``propagation`` (bool), and optional
-            ``lr`` and ``batch_size`` (global).
+            ``lr`` and ``batch_size`` (global); or the name of a top-level config variable
+            holding that list (e.g. ``'lgdea_phases'``), read from the runner's config, so
+            that a child config (an ablation) can derive its table from its base's in one
+            line.
         by_epoch: phases measured in epochs (paper) or iterations (demo).
     """
 
     priority = 'ABOVE_NORMAL'
 
     def __init__(self, phases: Sequence[dict], by_epoch: bool = True):
+        self.by_epoch = by_epoch
+        self.unit = 'epochs' if by_epoch else 'iters'
+        self.phases_from: Optional[str] = None
+        self.current: Optional[int] = None
+        self._base_lrs: Optional[list] = None
+        self._base_lr: Optional[float] = None
+        if isinstance(phases, str):
+            self.phases_from = phases  # resolved from runner.cfg in before_run
+            self.phases, self.bounds, self.total = [], [], 0
+        else:
+            self._set_phases(phases)
+
+    def _set_phases(self, phases: Sequence[dict]) -> None:
         if not phases:
             raise ValueError('LGDEAPhaseHook needs at least one phase')
-        unit = 'epochs' if by_epoch else 'iters'
+        unit, by_epoch = self.unit, self.by_epoch
+        known = {unit, 'terms', 'propagation', 'lr', 'batch_size'}
         self.phases: List[dict] = []
         for i, ph in enumerate(phases):
             if unit not in ph or int(ph[unit]) < 1:
                 raise ValueError(f'LGDEAPhaseHook: phase {i} needs `{unit}` >= 1, got {ph}')
             if 'terms' not in ph:
                 raise ValueError(f'LGDEAPhaseHook: phase {i} needs `terms`')
+            extra = sorted(set(ph) - known)
+            if extra:
+                raise ValueError(f'LGDEAPhaseHook: phase {i} has unknown keys {extra}; a phase '
+                                 f'takes {sorted(known)}.')
             if not by_epoch and 'batch_size' in ph:
                 raise ValueError('LGDEAPhaseHook: per-phase batch sizes need by_epoch=True '
                                  '(an iteration-based loader cannot be rebuilt mid-run).')
             self.phases.append(dict(ph))
-        self.by_epoch = by_epoch
-        self.unit = unit
         self.bounds = []
         total = 0
         for ph in self.phases:
             total += int(ph[unit])
             self.bounds.append(total)
         self.total = total
-        self.current: Optional[int] = None
-        self._base_lrs: Optional[list] = None
-        self._base_lr: Optional[float] = None
 
     def phase_at(self, step: int) -> int:
         for i, end in enumerate(self.bounds):
@@ -67,6 +84,18 @@ class LGDEAPhaseHook(Hook):
         return dict(phase=idx + 1, **{f'{self.unit[:-1]}_in_phase': step - start})
 
     # ----------------------------------------------------------------- hooks
+    def before_run(self, runner) -> None:
+        if self.phases_from is not None:
+            if self.phases_from not in runner.cfg:
+                raise KeyError(f'LGDEAPhaseHook(phases={self.phases_from!r}): the config has no '
+                               f'top-level `{self.phases_from}`; define the phase table there '
+                               'or pass the list itself.')
+            self._set_phases(runner.cfg[self.phases_from])
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        for ph in self.phases:  # fail before training on a term the model cannot run
+            model.set_phase(ph['terms'], bool(ph.get('propagation', False)))
+        model.set_phase(self.phases[0]['terms'], bool(self.phases[0].get('propagation', False)))
+
     def before_train(self, runner) -> None:
         loop_total = runner.max_epochs if self.by_epoch else runner.max_iters
         if loop_total != self.total:

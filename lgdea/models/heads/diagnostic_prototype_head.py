@@ -1,10 +1,12 @@
-"""Diagnostic prototypes of the evidence space (paper Eq. 3-5 and 8, method.md "Evidence space").
+"""Diagnostic prototypes of the evidence space (paper Eq. 3-8, docs/method.md "Evidence space").
 
 Shapes: ``K`` prototypes of dimension ``d``; evidence embeddings ``z`` come either flat
 ``[N, d]`` or per report ``[B_R, N_max, d]`` with a validity mask ``[B_R, N_max]``
 (``True`` = a real phrase, ``False`` = padding).
 """
 from typing import Dict, Optional
+
+import math
 
 import numpy as np
 import torch
@@ -33,28 +35,32 @@ def _flatten_valid(z: torch.Tensor, mask: Optional[torch.Tensor], embed_dims: in
 
 @MODELS.register_module()
 class DiagnosticPrototypeHead(BaseModule):
-    """Learnable diagnostic prototypes ``mu`` [K, d] and the evidence losses built on them.
+    """Learnable diagnostic prototypes ``mu`` [K, d]: the owner of Eq. 3-8.
 
     - Eq. 4: ``p(k | z_n) = softmax_k(z_n . mu_k / tau_t)``.
-    - Eq. 5 (divided by ``N_E``, method.md):
-      ``L_rec = (1/N_E) sum_n ||z_n - sum_k p(k|z_n) mu_k||^2
-      + (lambda_mu / N_E) sum_k ||mu_k||^2``, ``N_E`` = number of non-padding phrases.
-    - Eq. 8: ``Qbar_R(k) = mean over the report's valid phrases of p(k | z_n)``.
+    - Eq. 5: ``L_rec`` through its loss module (:class:`PrototypeReconstructionLoss`,
+      :meth:`loss`).
+    - Eq. 6: ``Q_I(l, k) = softmax_k(phi(v_l) . mu_k / tau_p)`` [B, L, K] and Eq. 7:
+      ``Qbar_I = mean_l Q_I`` [B, K] (:meth:`image_distribution`, with exact logs).
+    - Eq. 8: ``Qbar_R(k)`` = mean over the report's valid phrases of ``p(k | z_n)``.
 
     The prototypes are *not* normalised in Eq. 4 (the paper's form); their norm is held up by
-    the reconstruction term against the ``lambda_mu`` penalty.
+    the reconstruction term against the ``lambda_mu`` penalty of the loss.
 
     Args:
         num_prototypes: ``K`` (paper sweep 32-128, default 64).
         embed_dims: ``d`` of the evidence space (256).
         tau_t: temperature of Eq. 4 (0.1).
-        lambda_mu: weight of the prototype-norm penalty (1.0; divided by ``N_E``).
+        tau_p: temperature of Eq. 6 (0.1).
+        loss: config of the reconstruction loss (default
+            ``PrototypeReconstructionLoss(lambda_mu=1, loss_weight=1)``).
         init: ``'sphere'`` (Gaussian rows normalised to unit norm) or ``'kmeans'`` (sphere at
-            construction; :meth:`init_from_embeddings` replaces them by faiss spherical k-means
-            centroids of a sample of evidence embeddings, once).
+            construction; ``PrototypeInitHook`` replaces them by faiss spherical k-means
+            centroids of the evidence embeddings of a sample of training reports before the
+            first iteration; the model refuses to train until then).
         freeze: keep ``mu`` fixed at its initial value (the ``wo_rec`` ablation).
-        detach_text: stop the gradient of ``L_rec`` into ``z`` (the text encoder); an option
-            from calibration.md (text-side collapse), default False as in the paper.
+        detach_text: stop the gradient of ``L_rec`` into ``z`` (the text encoder); a repair
+            against text-side collapse (docs/design_lessons.md), default False as in the paper.
         kmeans_iters: faiss k-means iterations.
         kmeans_max_samples: at most this many embeddings are clustered (random subset).
         seed: seed of the sphere init and of k-means.
@@ -64,7 +70,8 @@ class DiagnosticPrototypeHead(BaseModule):
                  num_prototypes: int = 64,
                  embed_dims: int = 256,
                  tau_t: float = 0.1,
-                 lambda_mu: float = 1.0,
+                 tau_p: float = 0.1,
+                 loss: Optional[dict] = None,
                  init: str = 'sphere',
                  freeze: bool = False,
                  detach_text: bool = False,
@@ -76,15 +83,17 @@ class DiagnosticPrototypeHead(BaseModule):
         if num_prototypes < 1:
             raise ValueError(f'DiagnosticPrototypeHead: num_prototypes must be >= 1, got '
                              f'{num_prototypes}.')
-        if tau_t <= 0:
-            raise ValueError(f'DiagnosticPrototypeHead: tau_t must be > 0, got {tau_t}.')
+        if tau_t <= 0 or tau_p <= 0:
+            raise ValueError(f'DiagnosticPrototypeHead: tau_t ({tau_t}) and tau_p ({tau_p}) '
+                             'must be > 0.')
         if init not in ('sphere', 'kmeans'):
             raise ValueError(f'DiagnosticPrototypeHead: init must be "sphere" or "kmeans", got '
                              f'{init!r}.')
         self.num_prototypes = num_prototypes
         self.embed_dims = embed_dims
         self.tau_t = tau_t
-        self.lambda_mu = lambda_mu
+        self.tau_p = tau_p
+        self.loss_module = MODELS.build(loss or dict(type='PrototypeReconstructionLoss'))
         self.init_mode = init
         self.freeze = freeze
         self.detach_text = detach_text
@@ -147,38 +156,38 @@ class DiagnosticPrototypeHead(BaseModule):
         """Eq. 4: ``p(k | z)`` [..., K] for ``z`` [..., d] (``tau`` defaults to ``tau_t``)."""
         return self.assign_logits(z, tau).softmax(dim=-1)
 
-    def log_assign(self, z: torch.Tensor, tau: Optional[float] = None) -> torch.Tensor:
-        """``log p(k | z)`` [..., K] (exact log-softmax, for KL terms)."""
-        return F.log_softmax(self.assign_logits(z, tau), dim=-1)
+    def image_distribution(self, phi: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Eq. 6-7 for lesion embeddings ``phi(v)`` [B, L, d] (at ``tau_p``).
 
-    def loss_rec(self, z: torch.Tensor,
-                 mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        """Eq. 5 divided by ``N_E`` (method.md).
+        Returns:
+            dict(Q_I [B, L, K], log_Q_I [B, L, K], Qbar_I [B, K],
+            log_Qbar_I [B, K] = logsumexp_l log_Q_I - log L, the exact log of Eq. 7).
+        """
+        if phi.dim() != 3 or phi.shape[-1] != self.embed_dims:
+            raise ValueError('DiagnosticPrototypeHead.image_distribution: `phi` must be '
+                             f'[B, L, {self.embed_dims}], got {tuple(phi.shape)}.')
+        log_q = F.log_softmax(self.assign_logits(phi, tau=self.tau_p), dim=-1)
+        q = log_q.exp()
+        return dict(Q_I=q, log_Q_I=log_q, Qbar_I=q.mean(dim=1),
+                    log_Qbar_I=torch.logsumexp(log_q, dim=1) - math.log(log_q.shape[1]))
+
+    def loss(self, z: torch.Tensor,
+             mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Eq. 5 through the head's loss module, plus the prototype diagnostics.
 
         Args:
             z: [B_R, N_max, d] (with ``mask``) or [N, d] evidence embeddings.
             mask: [B_R, N_max] bool, True for a real phrase.
 
         Returns:
-            dict(loss_rec = rec_recon + rec_reg, rec_recon = the mean reconstruction error,
-            rec_reg = lambda_mu / N_E * sum_k ||mu_k||^2) plus the diagnostics of
-            :meth:`diagnostics` (keys without "loss").
+            dict(loss_rec, rec_recon, rec_reg) of :class:`PrototypeReconstructionLoss` and the
+            diagnostics of :meth:`diagnostics` (keys without "loss").
         """
-        zv = _flatten_valid(z, mask, self.embed_dims, 'DiagnosticPrototypeHead.loss_rec')
+        zv = _flatten_valid(z, mask, self.embed_dims, 'DiagnosticPrototypeHead.loss')
         if self.detach_text:
             zv = zv.detach()
-        n_e = zv.shape[0]
-        if n_e == 0:
-            zero = z.sum() * 0.0 + self.mu.sum() * 0.0
-            out = dict(loss_rec=zero, rec_recon=zero.detach(), rec_reg=zero.detach())
-            out.update(self.diagnostics(zv))
-            return out
         p = self.assign(zv)                                    # [N_E, K]
-        recon = p @ self.mu                                    # [N_E, d]
-        rec_recon = (zv - recon).pow(2).sum(-1).sum() / n_e
-        rec_reg = self.lambda_mu * self.mu.pow(2).sum() / n_e
-        out = dict(loss_rec=rec_recon + rec_reg, rec_recon=rec_recon.detach(),
-                   rec_reg=rec_reg.detach())
+        out = self.loss_module(zv, p, self.mu)
         out.update(self.diagnostics(zv, p=p.detach()))
         return out
 
@@ -238,4 +247,4 @@ class DiagnosticPrototypeHead(BaseModule):
 
     def extra_repr(self) -> str:
         return (f'K={self.num_prototypes}, d={self.embed_dims}, tau_t={self.tau_t}, '
-                f'lambda_mu={self.lambda_mu}, init={self.init_mode!r}, freeze={self.freeze}')
+                f'tau_p={self.tau_p}, init={self.init_mode!r}, freeze={self.freeze}')

@@ -1,5 +1,5 @@
 """Higher-order image-report relations by label propagation over evidence graphs
-(paper Eq. 15-17, method.md "Evidence-guided alignment").
+(paper Eq. 15-17, docs/method.md "Evidence-guided alignment").
 
 Shapes: ``B_I`` images, ``B_R`` reports, evidence space width ``d``.
 """
@@ -43,8 +43,9 @@ class EvidencePropagation(nn.Module):
     - Graphs (Eq. 15-16): ``A(i, j) = exp(cos(H_i, H_j) / tau_g)`` for ``i != j`` (no self
       loops), optionally only the ``topk`` largest per row, row-normalised to ``S`` (a masked
       softmax, so it is numerically stable).
-    - Eq. 17: ``P^(0) = Y``, ``P^(t+1) = S_I P^(t) S_T + Y`` for ``steps`` steps
-      (``steps=0``: ``P = Y``).
+    - Eq. 17: ``P^(0) = Y``, ``P^(t+1) = S_I P^(t) S_T + Y`` for ``steps`` steps. Whether
+      ``P`` is propagated at all is the caller's ``propagate`` argument (the training phase);
+      without it, or on a fully paired batch with ``at_full_pairing='hard'``, ``P = Y``.
     - Row mass ``m_i = sum_j P_ij``; rows with ``m_i < min_mass * max(m)`` (or ``m_i = 0``)
       are masked; the rest are normalised to the image->report targets. The report->image
       targets are the rows of ``P^T`` treated the same way.
@@ -54,18 +55,26 @@ class EvidencePropagation(nn.Module):
     Everything runs under ``no_grad`` (targets carry no gradient).
 
     Args:
-        steps: propagation steps (2).
+        steps: propagation steps (2, >= 1).
         tau_g: graph temperature (0.1).
         topk: keep only the ``topk`` most similar neighbours per row (None = all).
         min_mass: relative mass threshold below which a row is masked (1e-3).
         row_weight: ``'none'`` or ``'mass'``.
+        at_full_pairing: ``'hard'``: ``P = Y`` when every image and report of the batch is
+            paired (the paper's fully paired setting); ``'propagate'``: propagate anyway.
     """
 
     def __init__(self, steps: int = 2, tau_g: float = 0.1, topk: Optional[int] = None,
-                 min_mass: float = 1e-3, row_weight: str = 'none'):
+                 min_mass: float = 1e-3, row_weight: str = 'none',
+                 at_full_pairing: str = 'hard'):
         super().__init__()
-        if steps < 0:
-            raise ValueError(f'EvidencePropagation: steps must be >= 0, got {steps}.')
+        if steps < 1:
+            raise ValueError(f'EvidencePropagation: steps must be >= 1, got {steps}; to train '
+                             'with P = Y set `propagation=False` in the phase (or '
+                             '`LGDEA(propagate=False)`).')
+        if at_full_pairing not in ('hard', 'propagate'):
+            raise ValueError('EvidencePropagation: at_full_pairing must be "hard" or '
+                             f'"propagate", got {at_full_pairing!r}.')
         if tau_g <= 0:
             raise ValueError(f'EvidencePropagation: tau_g must be > 0, got {tau_g}.')
         if topk is not None and topk < 1:
@@ -78,6 +87,7 @@ class EvidencePropagation(nn.Module):
         self.topk = topk
         self.min_mass = min_mass
         self.row_weight = row_weight
+        self.at_full_pairing = at_full_pairing
 
     @torch.no_grad()
     def build_graph(self, h: torch.Tensor) -> torch.Tensor:
@@ -125,28 +135,26 @@ class EvidencePropagation(nn.Module):
                 H_I: torch.Tensor,
                 H_R: torch.Tensor,
                 Y: torch.Tensor,
+                image_paired: torch.Tensor,
+                report_paired: torch.Tensor,
+                propagate: bool = True,
                 image_study_ids: Optional[StudyIds] = None,
-                report_study_ids: Optional[StudyIds] = None,
-                image_paired: Optional[torch.Tensor] = None,
-                image_labels: Optional[torch.Tensor] = None,
-                report_labels: Optional[torch.Tensor] = None) -> Dict:
+                report_study_ids: Optional[StudyIds] = None) -> Dict:
         """
         Args:
             H_I: [B_I, d] image evidence representations (Eq. 14).
             H_R: [B_R, d] report evidence representations (Eq. 13).
             Y: [B_I, B_R] seed links (0/1).
+            image_paired, report_paired: [B_I], [B_R] bool, whether each item's study is
+                paired.
+            propagate: propagate (Eq. 17) or use ``P = Y``.
             image_study_ids, report_study_ids: study ids (int64 keys [B] or lists) for the
                 hidden-pair diagnostic: over unpaired images whose study's report is in the
                 batch, the fraction whose argmax target is that report (a masked row counts
                 as a miss); ``hidden_pair_chance`` = 1 / B_R.
-            image_paired: [B_I] bool, whether each image's study is paired (default: its
-                ``Y`` row has a link).
-            image_labels, report_labels: optional class labels ([B] int, or multi-hot [B, C];
-                two items match when they share a positive label) for the target-purity
-                diagnostic.
 
         Returns:
-            dict(P [B_I, B_R] raw propagated relations,
+            dict(P [B_I, B_R] raw propagated relations, propagated (bool),
             targets_i2t [B_I, B_R], mask_i [B_I] bool, weights_i [B_I],
             targets_t2i [B_R, B_I], mask_t [B_R] bool, weights_t [B_R],
             mass_i [B_I], mass_t [B_R], diagnostics = dict of scalar tensors).
@@ -158,29 +166,27 @@ class EvidencePropagation(nn.Module):
             raise ValueError(f'EvidencePropagation: Y must be [B_I, B_R]=({H_I.shape[0]}, '
                              f'{H_R.shape[0]}), got {tuple(Y.shape)}; build it with '
                              'lgdea.models.utils.build_pair_targets.')
+        image_paired = image_paired.to(Y.device).bool()
+        report_paired = report_paired.to(Y.device).bool()
+        fully_paired = bool(image_paired.all()) and bool(report_paired.all())
+        if propagate and self.at_full_pairing == 'hard' and fully_paired:
+            propagate = False
         y = Y.detach().float()
-        if self.steps > 0:
-            s_i = self.build_graph(H_I)
-            s_t = self.build_graph(H_R)
-            p = self.propagate(s_i, y, s_t)
+        if propagate:
+            p = self.propagate(self.build_graph(H_I), y, self.build_graph(H_R))
         else:
             p = y
         targets_i2t, mask_i, weights_i, mass_i = self._normalise_rows(p)
         targets_t2i, mask_t, weights_t, mass_t = self._normalise_rows(p.t())
-        if image_paired is None:
-            image_paired = y.sum(1) > 0
-        image_paired = image_paired.to(p.device).bool()
         diag = self._diagnostics(p, targets_i2t, mask_i, mask_t, mass_i, image_paired,
-                                 image_study_ids, report_study_ids, image_labels,
-                                 report_labels)
-        return dict(P=p, targets_i2t=targets_i2t, mask_i=mask_i, weights_i=weights_i,
-                    targets_t2i=targets_t2i, mask_t=mask_t, weights_t=weights_t,
-                    mass_i=mass_i, mass_t=mass_t, diagnostics=diag)
+                                 image_study_ids, report_study_ids)
+        return dict(P=p, propagated=propagate, targets_i2t=targets_i2t, mask_i=mask_i,
+                    weights_i=weights_i, targets_t2i=targets_t2i, mask_t=mask_t,
+                    weights_t=weights_t, mass_i=mass_i, mass_t=mass_t, diagnostics=diag)
 
     @torch.no_grad()
     def _diagnostics(self, p, targets_i2t, mask_i, mask_t, mass_i, image_paired,
-                     image_study_ids, report_study_ids, image_labels,
-                     report_labels) -> Dict[str, torch.Tensor]:
+                     image_study_ids, report_study_ids) -> Dict[str, torch.Tensor]:
         diag = dict(prop_masked_i=(~mask_i).sum().float(),
                     prop_masked_t=(~mask_t).sum().float(),
                     prop_kept_unpaired_i=(mask_i & ~image_paired).sum().float())
@@ -200,18 +206,9 @@ class EvidencePropagation(nn.Module):
                 hit = same.gather(1, top[:, None]).squeeze(1) & mask_i
                 diag['hidden_pair_acc'] = (hit & hidden).sum().float() / n_hidden.float()
                 diag['hidden_pair_chance'] = p.new_tensor(1.0 / p.shape[1])
-        if image_labels is not None and report_labels is not None:
-            li, lr = image_labels.to(p.device), report_labels.to(p.device)
-            if li.dim() == 1:
-                match = (li[:, None] == lr[None, :]).float()
-            else:
-                match = ((li.float() @ lr.float().t()) > 0).float()
-            rows = mask_i & ~image_paired
-            if bool(rows.any()):
-                diag['target_purity_unpaired'] = (targets_i2t[rows] * match[rows]).sum(1).mean()
-                diag['target_purity_chance'] = match[rows].mean()
         return diag
 
     def extra_repr(self) -> str:
         return (f'steps={self.steps}, tau_g={self.tau_g}, topk={self.topk}, '
-                f'min_mass={self.min_mass}, row_weight={self.row_weight!r}')
+                f'min_mass={self.min_mass}, row_weight={self.row_weight!r}, '
+                f'at_full_pairing={self.at_full_pairing!r}')

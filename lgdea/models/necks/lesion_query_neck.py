@@ -1,4 +1,4 @@
-"""Lesion queries over patch tokens (paper Eq. 6-7 and 14, method.md "Lesion-level visual
+"""Lesion queries over patch tokens (paper Eq. 14, docs/method.md "Lesion-level visual
 evidence").
 
 Shapes: ``B`` images, ``P`` patch tokens of width ``d_v``, ``L`` lesion queries, evidence space
@@ -122,7 +122,7 @@ class LesionDecoderLayer(nn.Module):
 
 @MODELS.register_module()
 class LesionQueryNeck(BaseModule):
-    """L learnable lesion queries attending over patch tokens (Eq. 6-7, 14).
+    """L learnable lesion queries attending over patch tokens (lesion embeddings, Eq. 14).
 
     - ``v_l = Attn(q_l, I^l, I^l)``: ``num_layers`` pre-LN decoder layers and a final
       LayerNorm -> ``v`` [B, L, d_v].
@@ -130,8 +130,9 @@ class LesionQueryNeck(BaseModule):
       1 over the patches; padded patches get 0).
     - ``phi(v_l)`` [B, L, d]: linear (or 2-layer MLP) ``d_v -> d``, L2-normalised.
     - ``H_I = normalize(mean_l phi(v_l))`` [B, d] (Eq. 14).
-    - with a prototype head: ``Q_I(l, k) = softmax_k(phi(v_l) . mu_k / tau_p)`` [B, L, K]
-      (Eq. 6), its log ``log_Q_I`` and ``Qbar_I = mean_l Q_I`` [B, K] (Eq. 7).
+
+    ``Q_I`` and ``Qbar_I`` (Eq. 6-7) are the prototype head's
+    (:meth:`DiagnosticPrototypeHead.image_distribution` of ``phi``).
 
     Args:
         in_dims: patch-token width ``d_v`` (768 for ViT-B/16).
@@ -141,14 +142,13 @@ class LesionQueryNeck(BaseModule):
         num_heads: attention heads (8).
         ffn_ratio: FFN hidden width / ``d_v`` (4).
         dropout: dropout in the decoder (0).
-        query_init_std: std of the Gaussian query init (0.02, paper-faithful; calibration.md:
-            small init gives near-uniform attention and identical lesions).
+        query_init_std: std of the Gaussian query init (0.02, paper-faithful; a small init
+            gives near-uniform attention and identical lesions, docs/design_lessons.md).
         query_residual: keep the query residual around the cross-attention (True, standard
             decoder). False makes ``v_l`` built from the image's patch values only.
         attention_competition: ``'none'`` (softmax over patches, paper) or ``'slot'`` (softmax
             over the queries, then renormalised over patches: lesions compete for patches).
         phi: ``'linear'`` or ``'mlp'`` (Linear-GELU-Linear).
-        tau_p: temperature of Eq. 6 (0.1).
     """
 
     def __init__(self,
@@ -163,7 +163,6 @@ class LesionQueryNeck(BaseModule):
                  query_residual: bool = True,
                  attention_competition: str = 'none',
                  phi: str = 'linear',
-                 tau_p: float = 0.1,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if attention_competition not in ('none', 'slot'):
@@ -172,12 +171,9 @@ class LesionQueryNeck(BaseModule):
         if num_layers < 1 or num_queries < 1:
             raise ValueError(f'LesionQueryNeck: num_layers ({num_layers}) and num_queries '
                              f'({num_queries}) must be >= 1.')
-        if tau_p <= 0:
-            raise ValueError(f'LesionQueryNeck: tau_p must be > 0, got {tau_p}.')
         self.in_dims = in_dims
         self.embed_dims = embed_dims
         self.num_queries = num_queries
-        self.tau_p = tau_p
         self.query_residual = query_residual
         self.attention_competition = attention_competition
         self.queries = nn.Parameter(torch.randn(num_queries, in_dims) * query_init_std)
@@ -199,18 +195,14 @@ class LesionQueryNeck(BaseModule):
         return F.normalize(self.phi(x), dim=-1)
 
     def forward(self, patch_tokens: torch.Tensor,
-                key_padding_mask: Optional[torch.Tensor] = None,
-                prototype_head: Optional[nn.Module] = None) -> Dict[str, torch.Tensor]:
+                key_padding_mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """
         Args:
             patch_tokens: [B, P, d_v] patch embeddings ``I^l`` (no CLS token).
             key_padding_mask: [B, P] bool, True = padding patch (ignored).
-            prototype_head: a :class:`DiagnosticPrototypeHead`; when given, ``Q_I``,
-                ``log_Q_I`` and ``Qbar_I`` are computed through its prototypes at ``tau_p``.
 
         Returns:
-            dict(v [B, L, d_v], attn [B, L, P], phi [B, L, d], H_I [B, d]
-            (+ Q_I [B, L, K], log_Q_I [B, L, K], Qbar_I [B, K])).
+            dict(v [B, L, d_v], attn [B, L, P], phi [B, L, d], H_I [B, d]).
         """
         if patch_tokens.dim() != 3 or patch_tokens.shape[-1] != self.in_dims:
             raise ValueError(f'LesionQueryNeck: patch_tokens must be [B, P, {self.in_dims}] '
@@ -232,15 +224,9 @@ class LesionQueryNeck(BaseModule):
         v = self.norm_out(x)
         phi_v = self.project(v)
         h_i = F.normalize(phi_v.mean(dim=1), dim=-1)
-        out = dict(v=v, attn=weights.mean(dim=1), phi=phi_v, H_I=h_i)
-        if prototype_head is not None:
-            logits = prototype_head.assign_logits(phi_v, tau=self.tau_p)
-            out['log_Q_I'] = F.log_softmax(logits, dim=-1)
-            out['Q_I'] = out['log_Q_I'].exp()
-            out['Qbar_I'] = out['Q_I'].mean(dim=1)
-        return out
+        return dict(v=v, attn=weights.mean(dim=1), phi=phi_v, H_I=h_i)
 
     def extra_repr(self) -> str:
         return (f'L={self.num_queries}, d_v={self.in_dims}, d={self.embed_dims}, '
                 f'query_residual={self.query_residual}, '
-                f'attention_competition={self.attention_competition!r}, tau_p={self.tau_p}')
+                f'attention_competition={self.attention_competition!r}')

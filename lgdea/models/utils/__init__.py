@@ -1,4 +1,6 @@
 from .frozen_cache import FrozenTextCache
-from .pairing import build_pair_targets, paired_flags, study_key, study_keys
+from .pairing import (PairBatch, build_pair_targets, gather_pair_batch, paired_flags, study_key,
+                      study_keys)
 
-__all__ = ['FrozenTextCache', 'build_pair_targets', 'paired_flags', 'study_key', 'study_keys']
+__all__ = ['FrozenTextCache', 'PairBatch', 'build_pair_targets', 'gather_pair_batch',
+           'paired_flags', 'study_key', 'study_keys']

@@ -12,6 +12,7 @@ from mmpretrain.structures import DataSample
 from lgdea.models.encoders import BUILTIN_MINILM
 from lgdea.models.encoders.hf_text_encoder import resolve_text_model_path
 from lgdea.registry import MODELS, TOKENIZER
+from lgdea.models.utils import build_pair_targets
 from lgdea.utils import register_all_modules
 
 import projects.gloria.gloria  # noqa: F401  (registers the plugin)
@@ -202,8 +203,7 @@ def test_local_loss_matches_official_loop_reference():
     regions = img.flatten(2).transpose(1, 2)
     word_feats = words.transpose(1, 2)
     mask = torch.arange(length)[None] < torch.tensor(cap_lens)[:, None]
-    keys, paired = torch.arange(b), torch.ones(b, dtype=torch.bool)
-    out = GLoRIALocalLoss()(regions, word_feats, mask, keys, paired, keys, paired)
+    out = GLoRIALocalLoss()(regions, word_feats, mask, torch.eye(b))
     assert torch.allclose(out['loss'], ref_loss, atol=1e-4, rtol=1e-5)
     grads = torch.autograd.grad(out['loss'], (img, words))
     for g, rg in zip(grads, ref_grads):
@@ -228,14 +228,16 @@ def test_clean_variant_differs_from_official():
 def test_global_loss_reduces_to_official_ce_and_uses_pair_targets():
     loss = MODELS.build(dict(type='GLoRIAGlobalLoss'))
     img, txt = torch.randn(5, 8), torch.randn(5, 8)
-    keys, paired = torch.arange(5), torch.ones(5, dtype=torch.bool)
     logits = 10.0 * F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).t()
     expect = F.cross_entropy(logits, torch.arange(5)) + F.cross_entropy(logits.t(),
                                                                          torch.arange(5))
-    assert torch.allclose(loss(img, txt, keys, paired, keys, paired)['loss'], expect, atol=1e-5)
+    assert torch.allclose(loss(img, txt, torch.eye(5))['loss'], expect, atol=1e-5)
     # two images of one study: the other image's report is a positive, not a negative
     keys2 = torch.tensor([0, 0, 1, 2, 3])
-    out = loss(img, txt, keys2, paired, keys2, paired)
+    y2 = build_pair_targets(keys2, torch.ones(5, dtype=torch.bool), keys2,
+                            torch.ones(5, dtype=torch.bool))
+    assert y2[0, 1] == 1 and y2[1, 0] == 1
+    out = loss(img, txt, y2)
     assert torch.isfinite(out['loss']) and not torch.allclose(out['loss'], expect)
 
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 
 from lgdea.models import BaseVLPModel
-from lgdea.models.utils import paired_flags, study_keys
+from lgdea.models.utils import gather_pair_batch
 from lgdea.registry import MODELS
 from ..text_processing import gloria_clean_text, sample_sentence
 from .attention import WORD_REDUCTIONS, check_variant, chunked_local_scores
@@ -52,6 +52,9 @@ class GLoRIA(BaseVLPModel):
         global_loss_weight, local_loss_weight: ``w_g``, ``w_l``.
         global_loss, local_loss: loss configs; the temperatures and variant above are filled in
             unless given there.
+        gather: gather the global embeddings across ranks for the global loss (True; the
+            official code ran single-GPU ``dp``; one process: no-op). The local loss is per
+            rank (official).
         train_include_cls: ``[CLS]`` among the words of the local loss; None follows
             ``variant`` (official True, clean False). ``[SEP]`` is always excluded.
         train_caption: ``'sentence'`` (one random cleaned sentence per step, official) or
@@ -79,6 +82,7 @@ class GLoRIA(BaseVLPModel):
                  local_loss_weight: float = 1.0,
                  global_loss: Optional[dict] = None,
                  local_loss: Optional[dict] = None,
+                 gather: bool = True,
                  train_include_cls: Optional[bool] = None,
                  train_caption: str = 'sentence',
                  drop_section_headers: bool = True,
@@ -114,6 +118,7 @@ class GLoRIA(BaseVLPModel):
             variant=variant))
         self.global_loss_weight = float(global_loss_weight)
         self.local_loss_weight = float(local_loss_weight)
+        self.gather = gather
         self.train_include_cls = (variant == 'official') if train_include_cls is None \
             else bool(train_include_cls)
         if train_caption not in ('sentence', 'full'):
@@ -176,12 +181,11 @@ class GLoRIA(BaseVLPModel):
         captions = [self.training_caption(t) for t in self.report_texts(reports)]
         img = self.image_encoder(images)
         txt = self.encode_text(captions, self.max_text_length)
-        device = img['global_embed'].device
-        keys = (study_keys(data_samples, device), paired_flags(data_samples, device),
-                study_keys(reports, device), paired_flags(reports, device))
-        g = self.global_loss(img['global_embed'], txt['sentence'], *keys)
+        batch = gather_pair_batch(data_samples, reports, dict(embed=img['global_embed']),
+                                  dict(embed=txt['sentence']), gather=self.gather)
+        g = self.global_loss(batch.images['embed'], batch.reports['embed'], batch.targets)
         mask = self.word_mask(txt['num_words'], txt['words'].shape[1], self.train_include_cls)
-        loc = self.local_loss(img['local_embed'], txt['words'], mask, *keys)
+        loc = self.local_loss(img['local_embed'], txt['words'], mask, batch.local_targets)
         return dict(loss_global=self.global_loss_weight * g['loss'],
                     loss_local=self.local_loss_weight * loc['loss'],
                     global_i2t=g['loss_i2t'], global_t2i=g['loss_t2i'],

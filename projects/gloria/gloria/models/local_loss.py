@@ -1,11 +1,10 @@
-"""GLoRIA's local (word-region attention) loss (official ``local_loss``, refs. 1.5)."""
+"""GLoRIA's local (word-region attention) loss (official ``local_loss``; docs/baselines.md)."""
 from typing import Dict
 
 import torch
 import torch.nn as nn
 
-from lgdea.models.losses import soft_cross_entropy
-from lgdea.models.utils import build_pair_targets
+from lgdea.models.losses import symmetric_infonce
 from lgdea.registry import MODELS
 from .attention import check_variant, local_scores
 
@@ -19,8 +18,9 @@ class GLoRIALocalLoss(nn.Module):
     ``R(k, l)`` is the attention-weighted word-region score of image ``k`` and text ``l``
     (:func:`local_scores`, Eq. A1-A5): official double softmax with ``tau1``, log-sum-exp over
     words with ``tau2``; ``variant='clean'`` uses the paper's single softmax and ``1 / tau2``
-    power. Both directions are summed (official). It is computed per rank (O(B^2 T M)), as the
-    official code does.
+    power. Eq. 1 (:func:`lgdea.models.losses.symmetric_infonce`) with both directions summed
+    (official). It is computed per rank (O(B^2 T M)) on the local targets, as the official
+    code does.
 
     Args:
         temp1, temp2, temp3: ``tau1`` = 4, ``tau2`` = 5, ``tau3`` = 10 (official).
@@ -39,24 +39,21 @@ class GLoRIALocalLoss(nn.Module):
         self.word_reduce = word_reduce
 
     def forward(self, regions: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor,
-                image_keys: torch.Tensor, image_paired: torch.Tensor, text_keys: torch.Tensor,
-                text_paired: torch.Tensor) -> Dict[str, torch.Tensor]:
+                targets: torch.Tensor) -> Dict[str, torch.Tensor]:
         """
         Args:
             regions: [B_I, M, D] projected region features (``local_embedder`` output).
             words: [B_R, T, D] word features.
             word_mask: [B_R, T] bool, the words of the loss (official: ``[CLS]`` + words,
                 ``[SEP]`` excluded).
-            image_keys, image_paired, text_keys, text_paired: as :class:`GLoRIAGlobalLoss`.
+            targets: ``Y`` [B_I, B_R] of the local batch.
 
         Returns:
             dict(loss, loss_i2t, loss_t2i) as :class:`GLoRIAGlobalLoss`.
         """
-        y = build_pair_targets(image_keys, image_paired, text_keys, text_paired)
         r = local_scores(regions, words, word_mask, temp1=self.temp1, temp2=self.temp2,
                          variant=self.variant, word_reduce=self.word_reduce)  # [B_I, B_R]
         logits = self.temp3 * r  # similarities * temp3
-        loss_i2t = soft_cross_entropy(logits, y)  # official loss0: rows = images
-        loss_t2i = soft_cross_entropy(logits.t(), y.t())  # official loss1: rows = texts
-        return dict(loss=loss_i2t + loss_t2i, loss_i2t=loss_i2t.detach(),
-                    loss_t2i=loss_t2i.detach())
+        res = symmetric_infonce(logits, targets, direction_reduction='sum')  # loss0 + loss1
+        return dict(loss=res['loss'], loss_i2t=res['i2t'].detach(),
+                    loss_t2i=res['t2i'].detach())

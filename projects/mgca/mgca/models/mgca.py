@@ -1,11 +1,11 @@
 """MGCA: multi-granularity cross-modal alignment (Wang et al., NeurIPS 2022), as the official code.
 
-references.md, section 2. The three losses (Eq. numbers of this package):
+docs/baselines.md. The three losses (Eq. numbers of this package):
 
 - ITA (instance-wise): ``L_ITA = CE(U^I U^T^T / tau, Y) + CE(U^T U^I^T / tau, Y^T)``, tau = 0.07,
-  the sum of both directions, computed with the shared :class:`lgdea.models.ContrastiveLoss`
-  (its mean of both directions times 2); ``Y`` = the batch's pair targets, the identity when
-  every study appears once. No cross-rank gather by default (official).
+  the sum of both directions, computed with the shared ``ContrastiveLoss`` (Eq. 1 with
+  ``direction_reduction='sum'``); ``Y`` = the batch's pair targets, the identity when every
+  study appears once. No cross-rank gather by default (official; ``gather_ita=True``).
 - TCA (token-wise): :class:`TokenAlignmentLoss`, word and patch sides, [CLS]-attention token
   weights clipped per sample to their 10th-90th percentile.
 - CPA (prototype): :class:`PrototypeAlignmentLoss`, 500 prototypes, Sinkhorn codes.
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from lgdea.models.base import BaseVLPModel
 from lgdea.models.clip import _tokenizer_of
 from lgdea.models.utils.frozen_cache import FrozenTextCache
-from lgdea.models.utils.pairing import paired_flags, study_keys
+from lgdea.models.utils.pairing import gather_pair_batch
 from lgdea.registry import MODELS
 from .utils.percentile_clip import percentile_clip
 from .utils.vit_attention import ViTCLSAttentionRecorder
@@ -64,8 +64,9 @@ class MGCA(BaseVLPModel):
         embed_dims: joint-space width ``D`` (128).
         hidden_dims: hidden width of the four heads (2048).
         ita_temperature: tau of ITA (0.07, fixed).
-        ita_loss: config of the shared ``ContrastiveLoss``; ``gather=True`` gathers across
-            ranks (default off, official).
+        ita_loss: config of the shared ``ContrastiveLoss`` (directions summed, official).
+        gather_ita: gather the global embeddings across ranks for ITA (default False,
+            official; one process: no-op).
         tca_loss: config of :class:`TokenAlignmentLoss` (tau 0.1, bidirectional).
         cpa_loss: config of :class:`PrototypeAlignmentLoss` (500 prototypes, tau 0.2, Sinkhorn
             epsilon 0.05, 3 iterations). ``embed_dims`` is filled in.
@@ -99,6 +100,7 @@ class MGCA(BaseVLPModel):
                  hidden_dims: int = 2048,
                  ita_temperature: float = 0.07,
                  ita_loss: Optional[dict] = None,
+                 gather_ita: bool = False,
                  tca_loss: Optional[dict] = None,
                  cpa_loss: Optional[dict] = None,
                  loss_weights: Optional[Dict[str, float]] = None,
@@ -139,7 +141,9 @@ class MGCA(BaseVLPModel):
         self.text_local_embed = MODELS.build(dict(type='MGCALocalEmbedding', in_dims=txt_dims,
                                                   **head))
 
-        self.ita_loss = MODELS.build(ita_loss or dict(type='ContrastiveLoss', gather=False))
+        self.ita_loss = MODELS.build(ita_loss or dict(type='ContrastiveLoss',
+                                                      direction_reduction='sum'))
+        self.gather_ita = gather_ita
         self.register_buffer('ita_logit_scale', torch.tensor(math.log(1.0 / ita_temperature)),
                              persistent=False)
         self.tca_loss = MODELS.build(tca_loss or dict(type='TokenAlignmentLoss'))
@@ -296,11 +300,10 @@ class MGCA(BaseVLPModel):
         rep_embed = F.normalize(self.text_global_embed(text['report']), dim=-1)
         word_embed = F.normalize(self.text_local_embed(text['words']), dim=-1)
 
-        device = img_embed.device
-        ita = self.ita_loss(img_embed, rep_embed, self.ita_logit_scale,
-                            study_keys(data_samples, device), paired_flags(data_samples, device),
-                            study_keys(reports, device), paired_flags(reports, device))
-        loss_ita = 2.0 * ita['loss']  # official: sum of the two directions
+        batch = gather_pair_batch(data_samples, reports, dict(embed=img_embed),
+                                  dict(embed=rep_embed), gather=self.gather_ita)
+        ita = self.ita_loss(batch.images['embed'], batch.reports['embed'], self.ita_logit_scale,
+                            batch.targets)
 
         low, high = self.clip_percentiles
         with torch.no_grad():
@@ -315,7 +318,7 @@ class MGCA(BaseVLPModel):
         cpa = self.cpa_loss(img_embed, rep_embed)
 
         w = self.loss_weights
-        return dict(loss_ita=w['ita'] * loss_ita,
+        return dict(loss_ita=w['ita'] * ita['loss'],
                     loss_tca=w['tca'] * tca['loss'],
                     loss_cpa=w['cpa'] * cpa['loss'],
                     acc_i2t=ita['acc_i2t'],

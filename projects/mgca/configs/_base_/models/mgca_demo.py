@@ -22,7 +22,8 @@ model = dict(
     # official launcher weights 1 / 1 / 1; the official class defaults are
     # loss_weights=dict(ita=1.0, tca=0.7, cpa=0.5)
     loss_weights=dict(ita=1.0, tca=1.0, cpa=1.0),
-    ita_loss=dict(type='ContrastiveLoss', gather=False),
+    ita_loss=dict(type='ContrastiveLoss', direction_reduction='sum'),
+    gather_ita=False,
     tca_loss=dict(type='TokenAlignmentLoss', temperature=0.1, bidirectional=True),
     cpa_loss=dict(type='PrototypeAlignmentLoss', num_prototypes=500, temperature=0.2,
                   epsilon=0.05, sinkhorn_iterations=3),

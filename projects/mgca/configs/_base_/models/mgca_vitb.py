@@ -25,10 +25,11 @@ model = dict(
     # the default here. The official MGCA class defaults are lambda_1 / lambda_2 / lambda_3 =
     # 1 / 0.7 / 0.5: loss_weights=dict(ita=1.0, tca=0.7, cpa=0.5).
     loss_weights=dict(ita=1.0, tca=1.0, cpa=1.0),
-    # ITA: tau 0.07, sum of both directions, no cross-rank gather (official); gather=True is
-    # the open_clip-style option.
+    # ITA: tau 0.07, sum of both directions, no cross-rank gather (official); gather_ita=True
+    # is the open_clip-style option.
     ita_temperature=0.07,
-    ita_loss=dict(type='ContrastiveLoss', gather=False),
+    ita_loss=dict(type='ContrastiveLoss', direction_reduction='sum'),
+    gather_ita=False,
     tca_loss=dict(type='TokenAlignmentLoss', temperature=0.1, bidirectional=True),
     cpa_loss=dict(type='PrototypeAlignmentLoss', num_prototypes=500, temperature=0.2,
                   epsilon=0.05, sinkhorn_iterations=3, distributed_sinkhorn=False),
