@@ -1,5 +1,5 @@
 """2-process gloo DDP on CPU: CLIP's loss on gathered features and its parameters after one
-optimizer step equal a single process on the same global batch (method.md, Distributed)."""
+optimizer step equal a single process on the same global batch (docs/method.md, Distributed)."""
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 

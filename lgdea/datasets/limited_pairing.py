@@ -1,6 +1,6 @@
 """The limited-pairing setting: paired studies, unpaired images and unpaired reports.
 
-method.md, "Setting, pools and batches".
+docs/method.md, "Setting, pools and batches".
 """
 import copy
 import json

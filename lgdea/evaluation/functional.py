@@ -1,4 +1,4 @@
-"""Pure numpy scoring functions of the evaluation protocols (docs/references.md, sec. 3a-3b).
+"""Pure numpy scoring functions of the evaluation protocols (docs/baselines.md, sec. 3a-3b).
 
 They take plain arrays, so every number can be checked by hand.
 """
@@ -126,7 +126,7 @@ def rank_candidates(sim: np.ndarray, exclude: Optional[np.ndarray] = None) -> np
 def retrieval_precision_at_k(sim: np.ndarray, query_labels: Sequence[int],
                              cand_labels: Sequence[int], topk: Sequence[int],
                              exclude: Optional[np.ndarray] = None) -> Dict[str, float]:
-    """Class-based image-to-text retrieval (GLoRIA style, docs/references.md sec. 3a).
+    """Class-based image-to-text retrieval (GLoRIA style, docs/baselines.md sec. 3a).
 
     Candidates are ranked by descending similarity, ties by candidate index (stable sort).
     A retrieved candidate is a hit when its class equals the query's class:

@@ -28,7 +28,7 @@ class PropagationSampler(Sampler):
         sampler: the dataloader's sampler (mmengine passes it; its ``dataset``, ``seed`` and
             ``epoch`` are used).
         batch_size: per-rank number of images (= number of reports).
-        n_paired: paired studies per global batch. ``None`` = ``B // 2`` (method.md default).
+        n_paired: paired studies per global batch. ``None`` = ``B // 2`` (docs/method.md default).
         paired_mode: ``'half'`` (``B // 2``) or ``'proportional'``
             (``max(min_paired, round(B * N_pairs / N_images))``); ignored when ``n_paired``.
         min_paired: lower bound for ``'proportional'``.

@@ -136,7 +136,7 @@ class RandomCropCXR(_CropCXR):
 @TRANSFORMS.register_module()
 class CenterCropCXR(_CropCXR):
     """Crop ``size=(h, w)`` at the centre. It discards field of view: not for the grounding
-    test pipeline (method.md, "Evaluation"); the cut-away region maps back to NaN."""
+    test pipeline (docs/method.md, "Evaluation"); the cut-away region maps back to NaN."""
 
     def _offset(self, h: int, w: int) -> Tuple[int, int]:
         return (h - self.size[0]) // 2, (w - self.size[1]) // 2

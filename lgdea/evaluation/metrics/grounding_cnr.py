@@ -1,4 +1,4 @@
-"""Phrase grounding contrast-to-noise ratio (BioViL / MS-CXR, docs/references.md, sec. 3b)."""
+"""Phrase grounding contrast-to-noise ratio (BioViL / MS-CXR, docs/baselines.md, sec. 3b)."""
 from collections import OrderedDict
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 

@@ -17,7 +17,7 @@ class PairedValLoss(BaseMetric):
 
     The official MGCA run keeps 50 epochs at most, stops when the validation loss has not
     improved for 5 epochs and uses the checkpoint with the smallest validation loss
-    (references.md 2.7). This metric computes that loss: for every validation batch (pairs
+    (docs/baselines.md 2.7). This metric computes that loss: for every validation batch (pairs
     from ``LimitedPairingDataset(pair_ratio=1.0, include_unpaired=False)``) it runs the
     model's ``loss`` under ``no_grad`` in eval mode (BatchNorm uses running statistics, as
     Lightning's validation does) and averages over batches, weighted by batch size.

@@ -1,4 +1,4 @@
-"""Class-based image-to-text retrieval Precision@K (docs/references.md, sec. 3a)."""
+"""Class-based image-to-text retrieval Precision@K (docs/baselines.md, sec. 3a)."""
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Zero-shot classification by class-prompt similarity (docs/references.md, sec. 3a)."""
+"""Zero-shot classification by class-prompt similarity (docs/baselines.md, sec. 3a)."""
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""GLoRIA's caption preprocessing (docs/references.md, section 1.2).
+"""GLoRIA's caption preprocessing (docs/baselines.md, section 1.2).
 
 The official pretraining dataset and ``GLoRIA.process_text`` clean a report the same way:
 

@@ -1,7 +1,7 @@
 # MGCA ViT-B/16, 100 % paired, with the official model selection: validate the pretraining
 # loss on the held-out MIMIC `validate` split once per epoch, stop after 5 epochs without
 # improvement (50 epochs at most) and keep the checkpoint with the smallest validation loss
-# (references.md 2.7; the maintainers' advice in issue #12). For another pairing ratio,
+# (docs/baselines.md 2.7; the maintainers' advice in issue #12). For another pairing ratio,
 # override `pair_ratio` / `train_dataloader.dataset.pair_ratio` as in mgca_vitb_p5.py.
 _base_ = ['./mgca_vitb_p100.py']
 

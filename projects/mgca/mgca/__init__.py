@@ -1,4 +1,4 @@
-"""MGCA baseline plugin for lgdea (Wang et al., NeurIPS 2022; references.md section 2).
+"""MGCA baseline plugin for lgdea (Wang et al., NeurIPS 2022; docs/baselines.md section 2).
 
 Importing this package registers its components into the lgdea registries:
 

@@ -1,6 +1,6 @@
 """Key map of the official MGCA release (Lightning ``state_dict``) -> :class:`MGCA`.
 
-Official names (``mgca/models/mgca/mgca_module.py``, ``backbones/encoder.py``; references.md
+Official names (``mgca/models/mgca/mgca_module.py``, ``backbones/encoder.py``; docs/baselines.md
 2.1, 2.3)::
 
     img_encoder_q.model.<timm ViT key>          -> image_encoder.backbone.<mmpretrain ViT key>

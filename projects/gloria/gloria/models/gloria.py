@@ -17,7 +17,7 @@ __all__ = ['GLoRIA']
 
 @MODELS.register_module()
 class GLoRIA(BaseVLPModel):
-    """GLoRIA as the official code computes it (docs/references.md, section 1).
+    """GLoRIA as the official code computes it (docs/baselines.md, section 1).
 
     Training (Eq. T1): ``L = w_l L_l + w_g L_g`` (both weights 1), with the global loss
     :class:`GLoRIAGlobalLoss` on ``(vbar, tbar)`` and the local loss :class:`GLoRIALocalLoss` on

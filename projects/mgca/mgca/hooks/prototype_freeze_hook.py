@@ -1,4 +1,4 @@
-"""Keeps MGCA's prototypes fixed during the first epoch(s) (SwAV trick, references.md 2.6)."""
+"""Keeps MGCA's prototypes fixed during the first epoch(s) (SwAV trick, docs/baselines.md 2.6)."""
 import math
 from typing import List, Optional, Sequence
 

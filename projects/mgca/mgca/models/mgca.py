@@ -46,7 +46,7 @@ class MGCA(BaseVLPModel):
     ``u^I = norm(G_I(g^I))``, ``p = norm(L_I(l^I))``, ``u^T = norm(G_T(g^T))``,
     ``w = norm(L_T(words))`` (:class:`MGCAGlobalEmbedding` / :class:`MGCALocalEmbedding`).
 
-    Inference outputs (method.md "Inference outputs"): ``extract_image`` -> ``embed`` = ``u^I``,
+    Inference outputs (docs/method.md "Inference outputs"): ``extract_image`` -> ``embed`` = ``u^I``,
     ``patch_embed`` = ``p`` (for the shared BioViL-style grounding map), ``grid``, ``probe`` =
     the un-projected ``g^I`` (linear-probe feature); ``extract_text`` -> ``embed`` = ``u^T``;
     the default cosine ``similarity``.
@@ -77,7 +77,7 @@ class MGCA(BaseVLPModel):
             context only for CNN encoders), True or False.
         clip_percentiles: (low, high) percentiles of the token-weight clipping (0.1, 0.9).
         word_attention_shift: reproduce the official off-by-one between word and [CLS]
-            attention (references.md 2.3); False aligns them.
+            attention (docs/baselines.md 2.3); False aligns them.
         text_padding: ``'max_length'`` (official: ``max_text_length - 1`` word slots per
             report, the zero padding slots take part in the word-side softmax denominators and
             in the BatchNorm statistics of the word head; computed exactly, but the encoder

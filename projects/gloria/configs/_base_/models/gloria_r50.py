@@ -1,4 +1,4 @@
-# GLoRIA, official architecture (docs/references.md 1.3-1.5): torchvision-ImageNet ResNet-50,
+# GLoRIA, official architecture (docs/baselines.md 1.3-1.5): torchvision-ImageNet ResNet-50,
 # inputs upsampled to 299 (layer3 -> 19x19 regions, pooled layer4 -> global), 1x1-conv / linear
 # projections to 768, Bio_ClinicalBERT (last 4 layers summed, word pieces summed into words,
 # no text projection), tau1/tau2/tau3 = 4/5/10, loss weights 1/1.

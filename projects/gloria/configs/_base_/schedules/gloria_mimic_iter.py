@@ -1,4 +1,4 @@
-# GLoRIA's official optimiser (docs/references.md 1.6): Adam, lr 5e-5, betas (0.5, 0.999),
+# GLoRIA's official optimiser (docs/baselines.md 1.6): Adam, lr 5e-5, betas (0.5, 0.999),
 # weight decay 1e-6, gradient-norm clipping 0.25. Iteration-based with the same number of
 # optimizer steps at every pairing ratio (a 5% run sees its pairs more often, it is not
 # undertrained). The top-level configs set the iteration-based checkpoint hook (a base may

@@ -1,4 +1,4 @@
-# MGCA, ResNet-50 (references.md 2.3): input upsampled to 299, local = layer3 (19 x 19 x 1024),
+# MGCA, ResNet-50 (docs/baselines.md 2.3): input upsampled to 299, local = layer3 (19 x 19 x 1024),
 # global = pooled layer4 (2048); uniform patch weights and an L2-normalised patch-side word
 # context (both chosen automatically for a CNN encoder, as the official code does).
 _base_ = ['./mgca_vitb.py']

@@ -1,4 +1,4 @@
-# MGCA, ViT-B/16 (official default, references.md 2.3). Both starting weights are local files
+# MGCA, ViT-B/16 (official default, docs/baselines.md 2.3). Both starting weights are local files
 # (no hub downloads); a missing path stops the run with a clear error.
 #
 # - Image: ViT-B/16 from DeiT-B/16 (deit_base_patch16_224-b5f2ef4d.pth, as the official code);
@@ -36,7 +36,7 @@ model = dict(
     patch_weights='auto',             # ViT: last-block [CLS] attention, clipped 10-90 %
     normalize_patch_context='auto',   # official quirk: only for CNN encoders
     clip_percentiles=(0.1, 0.9),
-    word_attention_shift=True,        # official off-by-one (references.md 2.3)
+    word_attention_shift=True,        # official off-by-one (docs/baselines.md 2.3)
     text_padding='max_length',
     max_text_length=112,
     # images: (x / 255 - 0.5) / 0.5, grayscale repeated to 3 channels (official)

@@ -1,4 +1,4 @@
-# MGCA's official optimisation (references.md 2.7) as an iteration-based schedule, so that
+# MGCA's official optimisation (docs/baselines.md 2.7) as an iteration-based schedule, so that
 # every pairing ratio takes the same number of optimizer steps:
 # AdamW lr 2e-5, betas (0.9, 0.999), weight decay 0.05; one cosine cycle over all steps with a
 # linear warm-up over the first 40 % (from min lr 1e-8 to 2e-5), down to 1e-8.

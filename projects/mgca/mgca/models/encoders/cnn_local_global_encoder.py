@@ -15,7 +15,7 @@ __all__ = ['CNNLocalGlobalEncoder']
 class CNNLocalGlobalEncoder(BaseModule):
     """ResNet-style backbone -> global feature of the last stage, local features of an earlier one.
 
-    MGCA's ResNet-50 branch (references.md 2.3) upsamples the input to 299 x 299 (bilinear,
+    MGCA's ResNet-50 branch (docs/baselines.md 2.3) upsamples the input to 299 x 299 (bilinear,
     ``align_corners=True``), takes ``layer3`` (1024 ch, 19 x 19 = 361 tokens) as the local
     features and the average-pooled ``layer4`` (2048 ch) as the global one. The output contract
     is the one of ``lgdea.models.CXRImageEncoder`` (``global``, ``local``, ``grid``); the local

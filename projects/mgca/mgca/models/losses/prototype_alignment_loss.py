@@ -1,4 +1,4 @@
-"""MGCA cross-modal prototype alignment (CPA) with Sinkhorn-Knopp codes (references.md 2.6)."""
+"""MGCA cross-modal prototype alignment (CPA) with Sinkhorn-Knopp codes (docs/baselines.md 2.6)."""
 from typing import Dict
 
 import torch

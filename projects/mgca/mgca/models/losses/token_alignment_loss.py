@@ -1,4 +1,4 @@
-"""MGCA token-wise cross-modal alignment (TCA), both directions (references.md 2.5)."""
+"""MGCA token-wise cross-modal alignment (TCA), both directions (docs/baselines.md 2.5)."""
 from typing import Dict, Optional
 
 import torch
@@ -47,7 +47,7 @@ class TokenAlignmentLoss(nn.Module):
         S^p_b[j, m] = p_bj . q_bm / tau                    # [N_p, N_p]
         L_patch   = weighted_self_matching_ce(S^p, omega^p)
 
-    The official code normalises ``q`` only for the ResNet encoder (a quirk, references.md
+    The official code normalises ``q`` only for the ResNet encoder (a quirk, docs/baselines.md
     2.5); the model picks the flag from its encoder. Token weights ``omega`` come from the
     model (clipped [CLS] attention, or uniform) and are normalised here to sum 1 per sample.
 

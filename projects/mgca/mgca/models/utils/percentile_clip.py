@@ -1,7 +1,7 @@
 """Per-row percentile clipping of attention weights, vectorised over the batch.
 
 MGCA clips each sample's [CLS]-attention weights to its own 10th-90th percentile before using
-them as token weights (references.md, section 2.5). The official code loops over the batch and
+them as token weights (docs/baselines.md, section 2.5). The official code loops over the batch and
 calls ``torch.quantile`` per sample; here one sort of the whole [B, N] matrix does the same.
 """
 from typing import Optional

@@ -10,7 +10,7 @@ __all__ = ['sinkhorn_knopp']
 @torch.no_grad()
 def sinkhorn_knopp(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3,
                    distributed: bool = False) -> torch.Tensor:
-    """Soft codes ``Q`` [B, K] of B samples over K prototypes (references.md 2.6).
+    """Soft codes ``Q`` [B, K] of B samples over K prototypes (docs/baselines.md 2.6).
 
     ``Q^(0) = exp(scores / epsilon)^T / sum`` ([K, B], total mass 1), then ``iterations`` times:
     scale every row (prototype) to mass ``1 / K`` (Eq. S1) and every column (sample) to mass
@@ -27,7 +27,7 @@ def sinkhorn_knopp(scores: torch.Tensor, epsilon: float = 0.05, iterations: int 
         iterations: Sinkhorn iterations (3 in MGCA).
         distributed: all-reduce the sums across ranks (the global equipartition). MGCA's
             official runs use the per-rank version (its distributed branch is never selected,
-            references.md 2.6), so the default is False.
+            docs/baselines.md 2.6), so the default is False.
 
     Returns:
         [B, K] float32, rows sum to 1.

@@ -2,7 +2,7 @@
 
 WordPiece splits a word into a head token and ``##`` continuations. MGCA sums the features
 (and the [CLS]-attention weights) of the tokens of a word, keeps [CLS] and [SEP] as words of
-their own, stops at the first [SEP] and zero-pads the rest (references.md, section 2.3). The
+their own, stops at the first [SEP] and zero-pads the rest (docs/baselines.md, section 2.3). The
 official code loops over the batch and the tokens in Python; here the word index of every
 token is a cumulative sum and the sums are one ``scatter_add``.
 """
@@ -39,7 +39,7 @@ def aggregate_subwords(token_feats: torch.Tensor, input_ids: torch.Tensor,
     itself); tokens after the first [SEP] are dropped, and so is a word still open when the
     scanned range ends without [SEP] (the official loop behaves so).
 
-    ``attention_shift=True`` reproduces the official off-by-one (references.md 2.3): the
+    ``attention_shift=True`` reproduces the official off-by-one (docs/baselines.md 2.3): the
     official code zips token ``m`` with the [CLS] attention to token ``m + 1`` and scans only
     the first ``T - 1`` tokens. ``False`` aligns token ``m`` with its own attention and scans
     all ``T`` tokens.
