@@ -3,6 +3,7 @@ import importlib.util
 import os.path as osp
 
 import pytest
+import torch
 from mmengine.config import Config, ConfigDict
 
 from conftest import tiny_bert, tiny_tokenizer, tiny_vit
@@ -87,3 +88,31 @@ def test_paper_configs_stop_without_starting_weights():
         cfg = Config.fromfile(osp.join(ROOT, name))
         with pytest.raises(FileNotFoundError, match='checkpoint|Text encoder path'):
             MODELS.build(cfg.model)
+
+
+def test_every_demo_method_builds_the_identical_encoders():
+    """CLIP, CLIP on evidence, LGDEA and MGCA demo runs inherit one encoder definition."""
+    from mmengine import Config
+
+    from lgdea.registry import MODELS
+    root = osp.join(osp.dirname(__file__), '..')
+    paths = ['configs/demo/clip_demo_p5.py', 'configs/demo/clip_evidence_demo_p5.py',
+             'configs/demo/lgdea_demo_p5.py', 'projects/mgca/configs/mgca_demo_p5.py']
+    cfgs = [Config.fromfile(osp.join(root, p)) for p in paths]
+    images = [c.model.image_encoder.to_dict() for c in cfgs]
+    assert all(img == images[0] for img in images), paths
+    texts = [{k: v for k, v in c.model.text_encoder.items() if k != 'attn_implementation'}
+             for c in cfgs]                       # MGCA needs eager attention for word weights
+    assert all(t == texts[0] for t in texts)
+    states = []
+    for cfg in cfgs:
+        torch.manual_seed(0)
+        states.append(MODELS.build(cfg.model.image_encoder).state_dict())
+    for state in states[1:]:
+        assert state.keys() == states[0].keys()
+        assert all(torch.equal(state[k], states[0][k]) for k in state)
+    for p in ('configs/lgdea_vitb_p5.py', 'configs/clip_vitb_p5.py'):
+        cfg = Config.fromfile(osp.join(root, p))
+        assert cfg.model.image_encoder.backbone.arch == 'b'
+        assert cfg.model.image_encoder.checkpoint == cfg.vit_checkpoint
+        assert cfg.model.text_encoder.name_or_path == cfg.text_model_path

@@ -1,16 +1,10 @@
-# CLIP baseline at demo scale: a tiny ViT from scratch and the offline pretrained MiniLM.
+# CLIP baseline at demo scale: the shared demo encoders (tiny ViT from scratch, frozen
+# pretrained MiniLM) + a trainable MLP head on the text side.
+_base_ = ['./encoders_demo.py']
 model = dict(
     type='CLIPBaseline',
-    image_encoder=dict(
-        type='CXRImageEncoder',
-        backbone=dict(type='mmpretrain.VisionTransformer',
-                      arch=dict(embed_dims=128, num_layers=4, num_heads=4,
-                                feedforward_channels=256),
-                      img_size=64, patch_size=8, in_channels=1, out_type='raw')),
-    # frozen pretrained MiniLM + a trainable MLP head (fast on CPU; docs/design_lessons.md setting),
-    # run in bf16 where the CPU/GPU computes it natively (2.1x faster report encoding)
-    text_encoder=dict(type='HFTextEncoder', name_or_path='builtin:all-MiniLM-L6-v2',
-                      pooling='mean', freeze=True, frozen_precision='auto'),
+    image_encoder=_base_.demo_image_encoder,
+    text_encoder=_base_.demo_text_encoder,
     embed_dims=128,
     projection='mlp',
     max_text_length=96,

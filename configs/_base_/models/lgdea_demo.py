@@ -1,14 +1,9 @@
-# LGDEA at demo scale: the same tiny ViT and frozen MiniLM as the CLIP demo model.
+# LGDEA at demo scale: the shared demo encoders (the same as every demo method).
+_base_ = ['./encoders_demo.py']
 model = dict(
     type='LGDEA',
-    image_encoder=dict(
-        type='CXRImageEncoder',
-        backbone=dict(type='mmpretrain.VisionTransformer',
-                      arch=dict(embed_dims=128, num_layers=4, num_heads=4,
-                                feedforward_channels=256),
-                      img_size=64, patch_size=8, in_channels=1, out_type='raw')),
-    text_encoder=dict(type='HFTextEncoder', name_or_path='builtin:all-MiniLM-L6-v2',
-                      pooling='mean', freeze=True, frozen_precision='auto'),
+    image_encoder=_base_.demo_image_encoder,
+    text_encoder=_base_.demo_text_encoder,
     neck=dict(type='LesionQueryNeck', num_queries=16, num_layers=1, num_heads=4),
     head=dict(type='DiagnosticPrototypeHead', num_prototypes=16),
     propagation=dict(type='EvidencePropagation', steps=2),

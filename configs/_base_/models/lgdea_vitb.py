@@ -1,18 +1,13 @@
 # LGDEA with ViT-B/16 and a clinical BERT (paper setting): K = 64 prototypes, L = 64 lesion
 # queries, d = 256. Both starting weights are local paths; a missing one stops the run.
-vit_checkpoint = 'pretrained/vit-base-p16_in21k-pre_in1k_mmpretrain.pth'
-text_model_path = 'pretrained/Bio_ClinicalBERT'
+_base_ = ['./encoders_vitb.py']
 num_prototypes = 64
 num_queries = 64
 
 model = dict(
     type='LGDEA',
-    image_encoder=dict(
-        type='CXRImageEncoder',
-        checkpoint=vit_checkpoint,
-        backbone=dict(type='mmpretrain.VisionTransformer', arch='b', img_size=224,
-                      patch_size=16, in_channels=3, out_type='raw', drop_path_rate=0.1)),
-    text_encoder=dict(type='HFTextEncoder', name_or_path=text_model_path, pooling='cls'),
+    image_encoder=_base_.vitb_image_encoder,
+    text_encoder=_base_.clinical_text_encoder,
     neck=dict(type='LesionQueryNeck', num_queries=num_queries, num_layers=1, num_heads=8),
     head=dict(type='DiagnosticPrototypeHead', num_prototypes=num_prototypes, tau_t=0.1,
               tau_p=0.1,

@@ -6,17 +6,11 @@
 #
 # Demo-size departure: the four projection heads use a 512-wide hidden layer instead of 2048
 # (the image tokens are 128-wide); every loss, temperature and weight is the official one.
+_base_ = ['../../../../../configs/_base_/models/encoders_demo.py']
 model = dict(
     type='MGCA',
-    image_encoder=dict(
-        type='CXRImageEncoder',
-        backbone=dict(type='mmpretrain.VisionTransformer',
-                      arch=dict(embed_dims=128, num_layers=4, num_heads=4,
-                                feedforward_channels=256),
-                      img_size=64, patch_size=8, in_channels=1, out_type='raw')),
-    text_encoder=dict(type='HFTextEncoder', name_or_path='builtin:all-MiniLM-L6-v2',
-                      pooling='mean', freeze=True, attn_implementation='eager',
-                      frozen_precision='auto'),
+    image_encoder=_base_.demo_image_encoder,
+    text_encoder=dict(_base_.demo_text_encoder, attn_implementation='eager'),
     embed_dims=128,
     hidden_dims=512,
     # official launcher weights 1 / 1 / 1; the official class defaults are
