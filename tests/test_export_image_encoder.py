@@ -45,3 +45,21 @@ def test_resnet_export_loads_into_torchvision():
     net = torchvision.models.resnet18(num_classes=10)
     missing, unexpected = net.load_state_dict(state, strict=False)
     assert not unexpected and set(missing) == {'fc.weight', 'fc.bias'}
+
+
+def test_vit_key_table_round_trips_every_vit_key():
+    """One table serves both directions: mmpretrain -> timm -> mmpretrain is the identity on
+    every key of a ViT, and the timm names are timm's."""
+    from mmpretrain.models import VisionTransformer
+
+    from lgdea.utils.ckpt_convert import find_converter
+    from lgdea.utils.vit_keys import (convert_timm_vit, mmpretrain_vit_to_timm_key,
+                                      timm_vit_to_mmpretrain_key)
+    vit = VisionTransformer(arch=dict(embed_dims=16, num_layers=2, num_heads=2,
+                                      feedforward_channels=32), img_size=16, patch_size=8)
+    keys = list(vit.state_dict())
+    timm_keys = [mmpretrain_vit_to_timm_key(k) for k in keys]
+    assert [timm_vit_to_mmpretrain_key(k) for k in timm_keys] == keys
+    assert {'patch_embed.proj.weight', 'blocks.1.mlp.fc2.bias', 'blocks.0.norm1.weight',
+            'norm.weight', 'cls_token', 'pos_embed'} <= set(timm_keys)
+    assert find_converter('timm_vit', 'lgdea.utils') is convert_timm_vit

@@ -16,16 +16,6 @@ from typing import Dict
 
 import torch
 
-#: mmpretrain ViT key -> timm ViT key (``re.sub``, first match wins).
-MMPRETRAIN_VIT_TO_TIMM = (
-    (r'^patch_embed\.projection\.', 'patch_embed.proj.'),
-    (r'^layers\.(\d+)\.ln1\.', r'blocks.\1.norm1.'),
-    (r'^layers\.(\d+)\.ln2\.', r'blocks.\1.norm2.'),
-    (r'^layers\.(\d+)\.attn\.', r'blocks.\1.attn.'),
-    (r'^layers\.(\d+)\.ffn\.layers\.0\.0\.', r'blocks.\1.mlp.fc1.'),
-    (r'^layers\.(\d+)\.ffn\.layers\.1\.', r'blocks.\1.mlp.fc2.'),
-    (r'^ln1\.', 'norm.'),
-)
 #: mmpretrain ResNet key -> torchvision ResNet key.
 MMPRETRAIN_RESNET_TO_TORCHVISION = (
     (r'^norm1\.', 'bn1.'),
@@ -64,7 +54,8 @@ def export_state(model, fmt: str = 'auto') -> Dict[str, torch.Tensor]:
     if fmt == 'timm':
         if kind != 'VisionTransformer':
             raise ValueError(f'--format timm needs a VisionTransformer backbone, got {kind}')
-        return _rename(state, MMPRETRAIN_VIT_TO_TIMM)
+        from lgdea.utils.vit_keys import mmpretrain_vit_to_timm_key  # the one key table
+        return {mmpretrain_vit_to_timm_key(k): v for k, v in state.items()}
     if fmt == 'torchvision':
         if not kind.startswith('ResNet'):
             raise ValueError(f'--format torchvision needs a ResNet backbone, got {kind}')

@@ -203,3 +203,6 @@ def find_converter(name: str, plugin: Optional[str] = None) -> Callable:
                        '`lgdea.utils.ckpt_convert.register_ckpt_converter` or a module-level '
                        '`CKPT_CONVERTERS` dict in projects/<name>/<name>.')
     return CKPT_CONVERTERS[name]
+
+
+from . import vit_keys  # noqa: E402,F401  (registers the built-in 'timm_vit' converter)

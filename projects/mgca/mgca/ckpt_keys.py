@@ -22,20 +22,22 @@ Dropped on purpose: the unused ``patch_local_atten_layer`` / ``word_local_atten_
 ``med.py`` (``mode='text'`` never runs them), the pooler, the ``position_ids`` /
 ``token_type_ids`` buffers, and the torchvision ``fc`` / timm ``head``.
 
-A second converter, ``'timm_vit'``, turns a timm / DeiT ViT checkpoint (MGCA's DeiT-B/16
-starting weights) into backbone keys for ``image_encoder.checkpoint``::
+The ``'timm_vit'`` converter (built into :mod:`lgdea.utils.vit_keys`, re-exported here) turns
+a timm / DeiT ViT checkpoint (MGCA's DeiT-B/16 starting weights) into backbone keys for
+``image_encoder.checkpoint``::
 
     python tools/convert_official_ckpt.py timm_vit deit_base_patch16_224-b5f2ef4d.pth \\
-        pretrained/deit-base-p16_mmpretrain.pth --plugin projects.mgca.mgca
+        pretrained/deit-base-p16_mmpretrain.pth
 """
-import re
 from typing import Dict, Tuple
 
 import torch
 
 from lgdea.utils.ckpt_convert import ConversionReport, register_ckpt_converter, rename_keys
+from lgdea.utils.vit_keys import (convert_timm_vit, rename_backbone_keys,
+                                  timm_vit_to_mmpretrain_key)
 
-__all__ = ['MGCA_KEY_RULES', 'MGCA_DROPPED', 'TIMM_VIT_RULES', 'timm_vit_to_mmpretrain_key',
+__all__ = ['MGCA_KEY_RULES', 'MGCA_DROPPED', 'timm_vit_to_mmpretrain_key',
            'convert_official_mgca', 'convert_timm_vit', 'CKPT_CONVERTERS']
 
 #: (official prefix, lgdea prefix); first match wins.
@@ -58,44 +60,7 @@ MGCA_DROPPED = (
     r'img_encoder_q\.model\.(fc|head)\.',
 )
 
-#: timm ViT key pattern -> mmpretrain ViT replacement (``re.sub`` on the backbone key).
-TIMM_VIT_RULES = (
-    (r'^patch_embed\.proj\.', 'patch_embed.projection.'),
-    (r'^blocks\.(\d+)\.norm1\.', r'layers.\1.ln1.'),
-    (r'^blocks\.(\d+)\.norm2\.', r'layers.\1.ln2.'),
-    (r'^blocks\.(\d+)\.attn\.', r'layers.\1.attn.'),
-    (r'^blocks\.(\d+)\.mlp\.fc1\.', r'layers.\1.ffn.layers.0.0.'),
-    (r'^blocks\.(\d+)\.mlp\.fc2\.', r'layers.\1.ffn.layers.1.'),
-    (r'^norm\.', 'ln1.'),
-)
-_TIMM_VIT_RES = tuple((re.compile(p), r) for p, r in TIMM_VIT_RULES)
 _BACKBONE = 'image_encoder.backbone.'
-
-
-def timm_vit_to_mmpretrain_key(key: str) -> str:
-    """One timm ViT key -> the mmpretrain ``VisionTransformer`` key (others unchanged:
-    ``cls_token``, ``pos_embed``, ResNet keys)."""
-    for pattern, repl in _TIMM_VIT_RES:
-        new, n = pattern.subn(repl, key)
-        if n:
-            return new
-    return key
-
-
-def _rename_backbone(state: Dict[str, torch.Tensor], report: ConversionReport,
-                     prefix: str) -> Dict[str, torch.Tensor]:
-    out: Dict[str, torch.Tensor] = {}
-    renamed: Dict[str, str] = {}
-    for key, value in state.items():
-        new = key
-        if key.startswith(prefix):
-            new = prefix + timm_vit_to_mmpretrain_key(key[len(prefix):])
-        if new in out:
-            raise KeyError(f'two official keys map to {new!r}')
-        out[new] = value
-        renamed[new] = report.renamed.get(key, key)
-    report.renamed = renamed
-    return out
 
 
 @register_ckpt_converter('mgca')
@@ -104,20 +69,9 @@ def convert_official_mgca(
     """Official MGCA state dict (ViT-B/16 or ResNet-50; with or without a ``module.``
     prefix) -> a state dict of :class:`MGCA`, with a report."""
     out, report = rename_keys(state, MGCA_KEY_RULES, drop=MGCA_DROPPED, strip=('module.', ))
-    return _rename_backbone(out, report, _BACKBONE), report
+    return rename_backbone_keys(out, report, _BACKBONE), report
 
 
-@register_ckpt_converter('timm_vit')
-def convert_timm_vit(
-        state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], ConversionReport]:
-    """timm / DeiT ViT state dict -> mmpretrain ``VisionTransformer`` keys (for
-    ``CXRImageEncoder(checkpoint=...)``); the classifier ``head`` / ``head_dist`` and
-    ``fc_norm`` are dropped."""
-    out, report = rename_keys(state, (('', ''), ), drop=(r'head(_dist)?\.', r'fc_norm\.'),
-                              strip=('module.', ))
-    return _rename_backbone(out, report, ''), report
-
-
-#: discovered by tools/convert_official_ckpt.py (``mgca``; ``timm_vit`` with
-#: ``--plugin projects.mgca.mgca``).
+#: discovered by tools/convert_official_ckpt.py (``mgca``; ``timm_vit`` is built into
+#: ``lgdea.utils.vit_keys`` and re-exported here).
 CKPT_CONVERTERS = {'mgca': convert_official_mgca, 'timm_vit': convert_timm_vit}

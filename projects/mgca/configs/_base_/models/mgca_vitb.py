@@ -4,7 +4,7 @@
 # - Image: ViT-B/16 from DeiT-B/16 (deit_base_patch16_224-b5f2ef4d.pth, as the official code);
 #   convert the timm file once with
 #     python tools/convert_official_ckpt.py timm_vit deit_base_patch16_224-b5f2ef4d.pth \
-#         pretrained/deit-base-p16_mmpretrain.pth --plugin projects.mgca.mgca
+#         pretrained/deit-base-p16_mmpretrain.pth
 # - Text: Bio_ClinicalBERT truncated to its first 6 layers (official bert_config.json),
 #   report feature = [CLS], eager attention (the word weights are [CLS] attentions).
 vit_checkpoint = 'pretrained/deit-base-p16_mmpretrain.pth'
