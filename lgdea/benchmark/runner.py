@@ -205,7 +205,7 @@ class BenchmarkRunner:
                             self.spec.std_ddof) for key in self.spec.tables]
 
     def write_outputs(self, records: Sequence[RunRecord]) -> str:
-        """Write ``tables/*.md|csv``, ``results.md`` and ``results.json``; returns the markdown
+        """Write ``tables/*.md|csv``, ``<work_dir>/results.md`` and ``results.json`` (generated); returns the markdown
         of the tables (what the tool prints)."""
         spec = self.spec
         tables = self.build_tables(records)
@@ -242,7 +242,7 @@ class BenchmarkRunner:
 
 
 def format_run_list(records: Sequence[RunRecord]) -> str:
-    """The ``## Runs`` section of ``results.md``."""
+    """The ``## Runs`` section of the generated ``<work_dir>/results.md``."""
     lines = ['## Runs', '',
              '| run | config | seed | status | wall time (s) | early stopping | '
              'model selection |', '|---|---|---|---|---|---|---|']
