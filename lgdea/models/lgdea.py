@@ -10,6 +10,7 @@ from lgdea.registry import MODELS
 from .base import BaseVLPModel
 from .clip import _tokenizer_of, build_projection
 from .losses import lesion_diagnostics
+from .utils.finding_labels import gathered_finding_keys
 from .utils.pairing import gather_pair_batch
 
 TERMS = ('rec', 'p', 'u', 'align', 'g')
@@ -230,6 +231,10 @@ class LGDEA(BaseVLPModel):
             propagated = targets['propagated']
             out.update(self.align_loss(h_i_all, h_r_all, targets))
             out.update(targets['diagnostics'])
+            labels = gathered_finding_keys(data_samples, reports, batch.gathered, images.device)
+            if labels is not None:                        # measurement only, no gradient
+                out.update(self.propagation.class_target_precision(
+                    targets['targets_i2t'], targets['mask_i'], batch.image_paired, *labels))
         if 'g' in terms:
             g = self.global_loss(batch.images['g'], batch.reports['g'], self.global_logit_scale,
                                  batch.targets)

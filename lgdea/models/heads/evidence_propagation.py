@@ -208,6 +208,39 @@ class EvidencePropagation(nn.Module):
                 diag['hidden_pair_chance'] = p.new_tensor(1.0 / p.shape[1])
         return diag
 
+    @staticmethod
+    @torch.no_grad()
+    def class_target_precision(targets_i2t: torch.Tensor, mask_i: torch.Tensor,
+                               image_paired: torch.Tensor, image_labels: torch.Tensor,
+                               report_labels: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Share of the unpaired images' target mass on reports with the same finding set.
+
+        Args:
+            targets_i2t: [B_I, B_R] row-normalised targets (rows of masked images are 0).
+            mask_i: [B_I] bool, rows kept by the alignment loss.
+            image_paired: [B_I] bool.
+            image_labels, report_labels: [B_I], [B_R] int64 finding-set keys (-1: unknown).
+
+        Returns:
+            ``target_class_precision``: mean over kept unpaired images with a label of
+            ``sum_j targets[i, j] * [labels_R[j] == labels_I[i]]`` (over labelled reports,
+            renormalised); ``target_class_chance``: the same for uniform targets over the
+            batch's labelled reports; ``target_class_rows``: the number of rows measured.
+            Empty when no row qualifies.
+        """
+        known_r = report_labels >= 0
+        rows = mask_i & ~image_paired.bool() & (image_labels >= 0)
+        if not bool(rows.any()) or not bool(known_r.any()):
+            return {}
+        match = (image_labels[rows][:, None] == report_labels[None, :]) & known_r[None, :]
+        t = targets_i2t[rows] * known_r[None, :].to(targets_i2t.dtype)
+        mass = t.sum(dim=1).clamp_min(1e-12)
+        precision = (t * match.to(t.dtype)).sum(dim=1) / mass
+        chance = match.sum(dim=1).to(t.dtype) / known_r.sum().to(t.dtype)
+        return dict(target_class_precision=precision.mean(),
+                    target_class_chance=chance.mean(),
+                    target_class_rows=rows.sum().to(t.dtype))
+
     def extra_repr(self) -> str:
         return (f'steps={self.steps}, tau_g={self.tau_g}, topk={self.topk}, '
                 f'min_mass={self.min_mass}, row_weight={self.row_weight!r}, '
