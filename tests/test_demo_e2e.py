@@ -38,6 +38,10 @@ def _train_and_test(config, tmp_path, monkeypatch, extra=()):
     # pretraining validation: the training objective on held-out pairs, for every method
     logs = glob.glob(osp.join(work, '*', '*.log'))
     assert any('synthetic_pretrain_val/loss/loss:' in open(p).read() for p in logs), logs
+    # ThroughputHook comes with default_runtime's default_hooks in every demo run
+    with open(osp.join(work, 'throughput.json')) as f:
+        throughput = json.load(f)['ranks'][0]
+    assert throughput['flops_per_sample'] > 0 and throughput['samples_per_s'] > 0, throughput
     metrics = _tool('test').main([osp.join(ROOT, config), ckpt, '--work-dir', work,
                                   '--cfg-options', *opts])
     files = glob.glob(osp.join(work, '*_test_results.json'))
@@ -65,3 +69,4 @@ def test_lgdea_demo_trains_through_all_phases(tmp_path, monkeypatch):
     assert 'synthetic_5x200/retrieval/P@5' in metrics
     log = ''.join(open(p).read() for p in glob.glob(str(tmp_path / 'work' / '*' / '*.log')))
     assert 'LGDEA phase 3/3' in log and 'loss_u' in log and 'hidden_pair_acc' in log
+    assert 'samples_per_s' in log and 'flops_per_sample' in log and 'mfu' not in log

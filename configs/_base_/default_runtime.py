@@ -7,6 +7,9 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # samples/s, data-wait share, peak memory, FLOPs/sample and MFU per rank, at the logger's
+    # interval; summary in <work_dir>/throughput.json
+    throughput=dict(type='ThroughputHook'),
 )
 custom_hooks = [dict(type='PairingSplitHook')]
 

@@ -2,3 +2,4 @@ from .pairing_split_hook import PairingSplitHook  # noqa: F401
 from .corrupt_image_hook import CorruptImageReportHook  # noqa: F401
 from .lgdea_phase_hook import LGDEAPhaseHook  # noqa: F401
 from .prototype_init_hook import PrototypeInitHook  # noqa: F401
+from .throughput_hook import ThroughputHook  # noqa: F401
