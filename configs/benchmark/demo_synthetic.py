@@ -13,6 +13,10 @@ runs = [
          group=_full),
     dict(name='MGCA', config='projects/mgca/configs/mgca_demo_p100.py', pairing=100,
          group=_full),
+    dict(name='CLIP-evidence', config='configs/demo/clip_evidence_demo_p100.py', pairing=100,
+         group=_full, label='CLIP on evidence phrases (100% pairs, upper bound of the text)'),
+    dict(name='LGDEA', config='configs/demo/lgdea_demo_p100_repaired.py', pairing=100,
+         group=_full, label='LGDEA (100% pairs, repaired)'),
     dict(name='CLIP', config='configs/demo/clip_demo_p5.py', pairing=5, group=_limited),
     dict(name='CLIP-evidence', config='configs/demo/clip_evidence_demo_p5.py', pairing=5,
          group=_limited, label='CLIP on evidence phrases (5% pairs)'),
@@ -22,6 +26,9 @@ runs = [
          group=_limited),
     dict(name='LGDEA', config='configs/demo/lgdea_demo_p5_repaired.py', pairing=5,
          group=_limited, label='LGDEA (5% pairs, repaired)'),
+    # an upper bound, not a method: propagated targets from the withheld links' finding sets
+    dict(name='LGDEA-oracle', config='configs/demo/lgdea_demo_p5_oracle.py', pairing=5,
+         group='Oracle', label='LGDEA, oracle class-level propagation (5% pairs)'),
 ]
 # Seeds vary model initialisation and data order (randomness.seed); the pairing draw stays
 # at the configs' pair_seed unless vary_pair_seed=True.

@@ -223,15 +223,22 @@ class LGDEA(BaseVLPModel):
         propagated = False
         if 'align' in terms:
             h_i_all, h_r_all = batch.images['H_I'], batch.reports['H_R']
+            labels = gathered_finding_keys(data_samples, reports, batch.gathered, images.device)
+            oracle = {}
+            if getattr(self.propagation, 'requires_labels', False):   # the benchmark's oracle
+                if labels is None:
+                    raise ValueError(f'{type(self.propagation).__name__} needs finding labels '
+                                     '(gt_score) on the training samples; this dataset has '
+                                     'none.')
+                oracle = dict(image_labels=labels[0], report_labels=labels[1])
             targets = self.propagation(h_i_all.detach(), h_r_all.detach(), batch.targets,
                                        batch.image_paired, batch.report_paired,
                                        propagate=self.propagate,
                                        image_study_ids=batch.image_keys,
-                                       report_study_ids=batch.report_keys)
+                                       report_study_ids=batch.report_keys, **oracle)
             propagated = targets['propagated']
             out.update(self.align_loss(h_i_all, h_r_all, targets))
             out.update(targets['diagnostics'])
-            labels = gathered_finding_keys(data_samples, reports, batch.gathered, images.device)
             if labels is not None:                        # measurement only, no gradient
                 out.update(self.propagation.class_target_precision(
                     targets['targets_i2t'], targets['mask_i'], batch.image_paired, *labels))

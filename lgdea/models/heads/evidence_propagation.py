@@ -176,6 +176,12 @@ class EvidencePropagation(nn.Module):
             p = self.propagate(self.build_graph(H_I), y, self.build_graph(H_R))
         else:
             p = y
+        return self._finish(p, propagate, image_paired, image_study_ids, report_study_ids)
+
+    @torch.no_grad()
+    def _finish(self, p: torch.Tensor, propagate: bool, image_paired: torch.Tensor,
+                image_study_ids, report_study_ids) -> Dict:
+        """Row masks, targets and weights of both directions from ``P`` [B_I, B_R]."""
         targets_i2t, mask_i, weights_i, mass_i = self._normalise_rows(p)
         targets_t2i, mask_t, weights_t, mass_t = self._normalise_rows(p.t())
         diag = self._diagnostics(p, targets_i2t, mask_i, mask_t, mass_i, image_paired,

@@ -1,0 +1,93 @@
+"""The oracle propagation of the benchmark, and that no training input uses a withheld link."""
+import pytest
+import torch
+
+from lgdea.models.heads import EvidencePropagation, OracleClassPropagation
+
+from test_lgdea_model import _batch, _lgdea, _loss
+
+
+def test_oracle_links_against_hand_count():
+    img_labels = torch.tensor([1, 1, 2, -1])
+    rep_labels = torch.tensor([1, 1, 1, 2])
+    img_paired = torch.tensor([True, False, False, False])
+    rep_paired = torch.tensor([True, True, False, False])
+    o = OracleClassPropagation.oracle_links(img_labels, rep_labels, img_paired, rep_paired)
+    # image 0 (paired): only the unpaired report 2 shares its set (report 1 is paired-paired)
+    # image 1: reports 0, 1, 2; image 2: report 3; image 3: unknown label, no link
+    expected = torch.tensor([[0, 0, 1, 0],
+                             [1 / 3, 1 / 3, 1 / 3, 0],
+                             [0, 0, 0, 1],
+                             [0, 0, 0, 0]])
+    assert torch.allclose(o, expected)
+
+
+def test_oracle_targets_follow_phase_and_full_pairing():
+    prop = OracleClassPropagation(row_weight='none')
+    h = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    y = torch.diag(torch.tensor([1.0, 1.0, 0.0, 0.0]))    # seed links of the paired studies
+    paired = torch.tensor([True, True, False, False])
+    labels = torch.tensor([0, 1, 0, 1])
+    out = prop(h, h, y, paired, paired, propagate=True, image_labels=labels,
+               report_labels=labels)
+    # unpaired image 2 (label 0): reports 0 and 2 share its set -> 1/2 each
+    assert torch.allclose(out['targets_i2t'][2], torch.tensor([0.5, 0.0, 0.5, 0.0]))
+    # paired image 0: its partner (Y) plus the unpaired report 2 of its set
+    assert torch.allclose(out['targets_i2t'][0], torch.tensor([0.5, 0.0, 0.5, 0.0]))
+    off = prop(h, h, y, paired, paired, propagate=False, image_labels=labels,
+               report_labels=labels)
+    assert torch.equal(off['P'], y) and not off['propagated']
+    full = torch.ones(4, dtype=torch.bool)
+    assert torch.equal(prop(h, h, y, full, full, image_labels=labels,
+                            report_labels=labels)['P'], y)
+    with pytest.raises(ValueError, match='finding labels'):
+        prop(h, h, y, paired, paired)
+    with pytest.raises(ValueError, match='builds no evidence graph'):
+        OracleClassPropagation(tau_g=0.5)
+
+
+def _labelled(samples, reports, labels):
+    for s, r, c in zip(samples, reports, labels):
+        score = torch.tensor([float(c == k) for k in range(3)])
+        s.set_gt_score(score)
+        r.set_gt_score(score)
+
+
+def test_lgdea_with_oracle_reads_labels_and_needs_them():
+    model = _lgdea(propagation=dict(type='OracleClassPropagation'))
+    images, samples, reports = _batch()
+    with pytest.raises(ValueError, match='needs finding labels'):
+        _loss(model, images, samples, reports)
+    _labelled(samples, reports, [0, 1, 2, 0, 0, 1, 2, 0])
+    out = _loss(model, images, samples, reports)
+    assert out['propagated'].item() == 1.0
+    # oracle targets are class-perfect for the unpaired images
+    assert out['target_class_precision'].item() == pytest.approx(1.0)
+    assert torch.isfinite(out['loss_align'])
+
+
+@pytest.mark.parametrize('propagation', ['EvidencePropagation', 'OracleClassPropagation'])
+def test_no_training_input_depends_on_a_withheld_link(propagation):
+    """The batch of ``_batch`` holds every unpaired image next to its withheld partner report.
+    Giving the unpaired items fresh study ids (which breaks those links and nothing else)
+    must leave every loss term bit-identical: the links are used for measurement only."""
+    torch.manual_seed(0)
+    model = _lgdea(propagation=dict(type=propagation), terms=('rec', 'p', 'u', 'align'))
+    images, samples, reports = _batch()
+    _labelled(samples, reports, [0, 1, 2, 0, 0, 1, 2, 0])
+    torch.manual_seed(1)
+    before = _loss(model, images, samples, reports)
+    assert before['hidden_pair_count'].item() == 4          # the links are there to break
+    _, samples2, reports2 = _batch()
+    _labelled(samples2, reports2, [0, 1, 2, 0, 0, 1, 2, 0])
+    for k, (s, r) in enumerate(zip(samples2, reports2)):
+        if not s.paired:
+            s.set_metainfo(dict(study_id=f'image-only-{k}'))
+            r.set_metainfo(dict(study_id=f'report-only-{k}'))
+    torch.manual_seed(1)
+    after = _loss(model, images, samples2, reports2)
+    assert after['hidden_pair_count'].item() == 0
+    losses = [k for k in before if k.startswith('loss_')]
+    assert set(losses) == {'loss_rec', 'loss_p', 'loss_u', 'loss_align'}
+    for k in losses:
+        assert torch.equal(before[k], after[k]), k
