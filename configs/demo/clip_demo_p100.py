@@ -6,6 +6,7 @@ _base_ = [
 ]
 pair_ratio = 1.0
 train_dataloader = dict(dataset=dict(pair_ratio=pair_ratio))
+custom_hooks = [dict(type='PairingSplitHook'), {{_base_.unpaired_diagnostics}}]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=600, max_keep_ckpts=1))

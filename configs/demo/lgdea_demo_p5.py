@@ -25,6 +25,7 @@ lgdea_phases = [
 custom_hooks = [
     dict(type='PairingSplitHook'),
     dict(type='LGDEAPhaseHook', by_epoch=False, phases='lgdea_phases'),
+    {{_base_.unpaired_diagnostics}},
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),

@@ -18,7 +18,8 @@ from .runs import (latest_results_file, load_config, read_run_info, run_cfg_opti
                    select_checkpoint)
 from .spec import RunSpec
 
-__all__ = ['WALL_TIME_KEY', 'RunRecord', 'collect_run', 'config_facts', 'read_metrics',
+__all__ = ['WALL_TIME_KEY', 'TRAIN_DIAGNOSTICS_FILE', 'RunRecord', 'collect_run',
+           'read_train_diagnostics', 'config_facts', 'read_metrics',
            'MetricSummary', 'summarize']
 
 #: Pseudo metric key under which a run's wall time (train + test, seconds) enters the tables.
@@ -34,6 +35,25 @@ def read_metrics(path: str) -> Dict[str, float]:
     if not isinstance(data, dict):
         raise ValueError(f'{path}: expected a JSON object of metrics')
     return data
+
+
+#: Written by ``UnpairedDiagnosticsHook`` at the end of training; its ``summary``
+#: (``train/...`` keys: partner rank, propagated-target precision, ...) joins the run's metrics.
+TRAIN_DIAGNOSTICS_FILE = 'unpaired_diagnostics.json'
+
+
+def read_train_diagnostics(work_dir: str) -> Dict[str, float]:
+    """The ``summary`` of ``<work_dir>/unpaired_diagnostics.json`` ({} when absent)."""
+    path = osp.join(work_dir, TRAIN_DIAGNOSTICS_FILE)
+    if not osp.isfile(path):
+        return {}
+    with open(path) as f:
+        data = json.load(f)
+    summary = data.get('summary') if isinstance(data, dict) else None
+    if not isinstance(summary, dict):
+        raise ValueError(f'{path}: expected an object with a `summary` of metrics; delete the '
+                         'file or rerun the training.')
+    return {str(k): v for k, v in summary.items()}
 
 
 _FACTS_CACHE: Dict[Tuple[str, Tuple[str, ...]], Tuple[Optional[bool], Optional[str]]] = {}
@@ -112,8 +132,11 @@ def collect_run(run: RunSpec) -> RunRecord:
             cfg_options = run_cfg_options(run)
         except (FileNotFoundError, ValueError):
             cfg_options = list(run.cfg_options)
+    metrics = read_metrics(results) if results else None
+    if metrics is not None:
+        metrics.update(read_train_diagnostics(run.work_dir))
     return RunRecord(run=run, status='finished' if results else 'missing',
-                     metrics=read_metrics(results) if results else None, results_file=results,
+                     metrics=metrics, results_file=results,
                      checkpoint=checkpoint, train_seconds=info.get('train_seconds'),
                      test_seconds=info.get('test_seconds'), early_stopping=early,
                      model_selection=selection, cfg_options=cfg_options)

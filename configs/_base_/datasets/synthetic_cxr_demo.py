@@ -65,6 +65,14 @@ _pretrain_val = dict(
                  pipeline=[dict(type='LoadCXRImage'), dict(type='ResizeCXR', scale=(64, 64)),
                            dict(type='PackVLInputs')],
                  report_pipeline=report_pipeline))
+# Measurement of what a run learns about its unpaired images (docs/benchmark.md, "Unpaired
+# data"): rank of the withheld partner report among all pretraining reports for 256 unpaired
+# images, after training; merged into the benchmark's results as train/partner_*.
+unpaired_diagnostics = dict(
+    type='UnpairedDiagnosticsHook', num_images=256,
+    image_pipeline=[dict(type='LoadCXRImage'), dict(type='ResizeCXR', scale=(64, 64)),
+                    dict(type='PackVLInputs')])
+
 val_cfg = dict(type='VLMultiValLoop',
                extra_dataloaders=[_pretrain_val],
                extra_evaluators=[[dict(type='PairedValLoss', prefix='loss')]],

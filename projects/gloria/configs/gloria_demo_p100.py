@@ -11,6 +11,7 @@ custom_imports = dict(imports=['lgdea', 'projects.gloria.gloria'], allow_failed_
 pair_ratio = 1.0
 # Baselines cannot use unpaired data: paired pool only.
 train_dataloader = dict(dataset=dict(pair_ratio=pair_ratio, include_unpaired=False))
+custom_hooks = [dict(type='PairingSplitHook'), {{_base_.unpaired_diagnostics}}]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=600, max_keep_ckpts=1))

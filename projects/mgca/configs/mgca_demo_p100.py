@@ -21,6 +21,7 @@ default_hooks = dict(
 custom_hooks = [
     dict(type='PairingSplitHook'),
     dict(type='MGCAPrototypeFreezeHook', freeze_epochs=1),
+    {{_base_.unpaired_diagnostics}},
 ]
 # The synthetic benchmark has no held-out pretraining split: the last iteration is
 # evaluated (no early stopping).
