@@ -140,12 +140,21 @@ def test_wo_rec_ablation_uses_global_report_embedding():
         _loss(model, images, samples, reports)
 
 
-def test_cls_embedding_needs_global_loss():
-    with pytest.raises(ValueError, match='global_loss'):
-        _lgdea(image_embed='cls')
+def test_cls_embedding_is_the_aligned_image_evidence():
+    model = _lgdea(image_embed='cls')
+    images, samples, reports = _batch()
+    out = _loss(model, images, samples, reports)
+    out['loss_align'].backward()
+    # the alignment trains the global projection; retrieval uses the same embedding
+    assert model.global_image_proj.weight.grad.abs().sum() > 0
+    data = model.data_preprocessor(dict(inputs=images, data_samples=samples, reports=reports),
+                                   False)
+    with torch.no_grad():
+        feats = model.image_encoder(data['images'])
+        expect = torch.nn.functional.normalize(model.global_image_proj(feats['global']), dim=-1)
+        assert torch.allclose(model.extract_image(data['images'])['embed'], expect)
     model = _lgdea(image_embed='cls', global_loss=dict(type='ContrastiveLoss'),
                    terms=['rec', 'p', 'u', 'align', 'g'])
-    images, samples, reports = _batch()
     assert torch.isfinite(_loss(model, images, samples, reports)['loss_g'])
 
 

@@ -59,8 +59,11 @@ class LGDEA(BaseVLPModel):
         max_phrase_length: ``T_max`` (32).
         report_repr: ``'evidence'`` (Eq. 13) or ``'global'`` (the wo_rec ablation:
             ``H_R := proj(R^g)`` and ``Qbar_R = p(k | proj(R^g))``).
-        image_embed: ``'H_I'`` (retrieval / zero-shot embedding, docs/lgdea_departures.md) or
-            ``'cls'`` (needs ``global_loss``, which trains the global heads).
+        image_embed: the image side ``H_I`` of the alignment, the propagation graphs and
+            retrieval / zero-shot: ``'H_I'``, the lesion summary of Eq. 14 (the paper), or
+            ``'cls'``, ``norm(W_g I^g)`` of the encoder's global token (a departure,
+            docs/lgdea_departures.md; lesions still feed L_rec's image side, L_p, L_u and
+            the grounding maps).
         grounding: ``'lesion'`` (lesion attention maps weighted by the softmax of phrase-lesion
             similarity) or ``'patch'`` (``phi(patch) . z``).
         grounding_tau: temperature of the phrase-lesion softmax (default the head's ``tau_p``).
@@ -112,14 +115,12 @@ class LGDEA(BaseVLPModel):
         self.paired_loss = MODELS.build(paired_loss or dict(type='PairedEvidenceLoss'))
         self.lesion_loss = MODELS.build(lesion_loss or dict(type='LesionConsistencyLoss'))
         self.align_loss = MODELS.build(align_loss or dict(type='EvidenceAlignmentLoss'))
-        if image_embed == 'cls' and global_loss is None:
-            raise ValueError("LGDEA(image_embed='cls') needs `global_loss`: no other term "
-                             'trains the CLS projection.')
         self.global_loss = None
+        if global_loss is not None or image_embed == 'cls':
+            self.global_image_proj = nn.Linear(self.image_encoder.embed_dims, embed_dims)
         if global_loss is not None:
             self.global_loss = MODELS.build(dict(dict(direction_reduction='sum'),
                                                  **global_loss))
-            self.global_image_proj = nn.Linear(self.image_encoder.embed_dims, embed_dims)
             self.global_text_proj = nn.Linear(self.text_encoder.embed_dims, embed_dims)
             self.register_buffer('global_logit_scale', torch.tensor(math.log(1.0 / global_tau)),
                                  persistent=False)
@@ -204,7 +205,7 @@ class LGDEA(BaseVLPModel):
             h_r = self.report_global(self.report_texts(reports))
             qbar_r = self.head.report_distribution(h_r)
 
-        image_side, report_side = dict(H_I=lesion['H_I']), dict(H_R=h_r)
+        image_side, report_side = dict(H_I=self.image_evidence(feats, lesion)), dict(H_R=h_r)
         if 'u' in terms:
             image_side.update(v=lesion['v'].detach(), log_Q_I=dist['log_Q_I'].detach())
         if 'g' in terms:
@@ -249,15 +250,18 @@ class LGDEA(BaseVLPModel):
         out['propagated'] = torch.tensor(float(propagated), device=images.device)
         return out
 
+    def image_evidence(self, feats: Dict[str, torch.Tensor],
+                       lesion: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """``H_I`` [B, d] as chosen by ``image_embed`` (Eq. 14, or the global token)."""
+        if self.image_embed == 'cls':
+            return F.normalize(self.global_image_proj(feats['global']), dim=-1)
+        return lesion['H_I']
+
     # ------------------------------------------------------------ interface
     def extract_image(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         feats = self.image_encoder(images)
         lesion = self.neck(feats['local'])
-        if self.image_embed == 'cls':
-            embed = F.normalize(self.global_image_proj(feats['global']), dim=-1)
-        else:
-            embed = lesion['H_I']
-        return dict(embed=embed,
+        return dict(embed=self.image_evidence(feats, lesion),
                     patch_embed=self.neck.project(feats['local']),
                     grid=feats['grid'],
                     probe=lesion['v'].mean(1),

@@ -1,0 +1,29 @@
+# Issue-11 experiments on the synthetic benchmark: does LGDEA learn from unpaired data? The
+# control is CLIP on the evidence phrases at the same pairing (no unpaired data); its 100% run
+# is the ceiling. docs/benchmark.md, "Unpaired data".
+#   python tools/benchmark.py configs/benchmark/demo_unpaired.py --dispatch local --jobs 2
+_base_ = ['./demo_synthetic.py']
+runs = [
+    dict(name='CLIP-evidence', config='configs/demo/clip_evidence_demo_p100.py', pairing=100,
+         group='Ceiling', label='CLIP on evidence phrases (100% pairs)'),
+    dict(name='CLIP-evidence', config='configs/demo/clip_evidence_demo_p5.py', pairing=5,
+         group='Control', label='CLIP on evidence phrases (5% pairs)'),
+    dict(name='LGDEA', config='configs/demo/lgdea_demo_p5_repaired.py', pairing=5,
+         group='LGDEA', label='LGDEA repaired (5% pairs)'),
+    dict(name='LGDEA-cosine', config='configs/demo/unpaired/lgdea_p5_cosine.py', pairing=5,
+         group='LGDEA', label='LGDEA repaired, cosine LR (5% pairs)'),
+    dict(name='LGDEA-oracle', config='configs/demo/lgdea_demo_p5_oracle.py', pairing=5,
+         group='Oracle', label='LGDEA oracle propagation (5% pairs)'),
+    dict(name='LGDEA-oracle-cosine', config='configs/demo/unpaired/oracle_p5_cosine.py',
+         pairing=5, group='Oracle', label='LGDEA oracle propagation, cosine LR (5% pairs)'),
+    dict(name='LGDEA-align-only', config='configs/demo/unpaired/lgdea_p5_align_only.py',
+         pairing=5, group='Ladder', label='rung 1: alignment only, P = Y (5% pairs)'),
+    dict(name='LGDEA-cls', config='configs/demo/unpaired/lgdea_p5_cls.py', pairing=5,
+         group='LGDEA', label='LGDEA repaired, H_I from the global token (5% pairs)'),
+    dict(name='LGDEA-oracle-cls', config='configs/demo/unpaired/oracle_p5_cls.py', pairing=5,
+         group='Oracle', label='LGDEA oracle propagation, H_I from the global token (5% pairs)'),
+]
+seeds = [0, 1, 2, 3, 4]
+tables = ['overview']
+figures = None
+work_dir = 'work_dirs/benchmark/demo_unpaired'

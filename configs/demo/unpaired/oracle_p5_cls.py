@@ -1,0 +1,3 @@
+_base_ = ['./lgdea_p5_cls.py']
+# ORACLE (upper bound, not a method): lgdea_p5_cls.py with class-level oracle targets.
+model = dict(propagation=dict(type='OracleClassPropagation'))
