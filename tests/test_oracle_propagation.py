@@ -91,3 +91,26 @@ def test_no_training_input_depends_on_a_withheld_link(propagation):
     assert set(losses) == {'loss_rec', 'loss_p', 'loss_u', 'loss_align'}
     for k in losses:
         assert torch.equal(before[k], after[k]), k
+
+
+def test_pseudo_label_links_keep_confident_unpaired_images_only():
+    from lgdea.models.heads import PseudoLabelPropagation
+    e = torch.eye(3)
+    # reports 0 and 1 share an evidence set (identical H_R), report 2 differs
+    h_r = torch.stack([e[0], e[0], e[1]])
+    # image 0 paired; image 1 unpaired, close to set {0, 1}; image 2 unpaired, in between
+    h_i = torch.nn.functional.normalize(torch.stack([e[0], e[0] + 0.05 * e[2], e[0] + e[1]]),
+                                        dim=-1)
+    paired = torch.tensor([True, False, False])
+    rep_paired = torch.tensor([True, False, False])
+    prop = PseudoLabelPropagation(tau_pl=0.05, threshold=0.9)
+    o, conf, kept = prop.pseudo_links(h_i, h_r, paired)
+    assert kept.tolist() == [False, True, False]
+    assert torch.allclose(o[1], torch.tensor([0.5, 0.5, 0.0]), atol=1e-6)
+    assert conf[2].item() == pytest.approx(2 / 3, abs=1e-3) and o[2].sum() == 0  # q uniform
+    y = torch.zeros(3, 3)
+    y[0, 0] = 1
+    out = prop(h_i, h_r, y, paired, rep_paired)
+    assert out['mask_i'].tolist() == [True, True, False]
+    assert out['diagnostics']['pseudo_kept_frac'].item() == pytest.approx(0.5)
+    assert torch.equal(prop(h_i, h_r, y, paired, rep_paired, propagate=False)['P'], y)

@@ -22,6 +22,12 @@ runs = [
          group='LGDEA', label='LGDEA repaired, H_I from the global token (5% pairs)'),
     dict(name='LGDEA-oracle-cls', config='configs/demo/unpaired/oracle_p5_cls.py', pairing=5,
          group='Oracle', label='LGDEA oracle propagation, H_I from the global token (5% pairs)'),
+    dict(name='LGDEA-cls-early', config='configs/demo/unpaired/lgdea_p5_cls_early.py',
+         pairing=5, group='LGDEA', label='LGDEA, H_I global, propagation from step 0 (5%)'),
+    dict(name='LGDEA-oracle-cls-early', config='configs/demo/unpaired/oracle_p5_cls_early.py',
+         pairing=5, group='Oracle', label='LGDEA oracle, H_I global, from step 0 (5% pairs)'),
+    dict(name='LGDEA-cls-pseudo', config='configs/demo/unpaired/lgdea_p5_cls_pseudo.py',
+         pairing=5, group='LGDEA', label='LGDEA, H_I global, cross-modal pseudo-links (5%)'),
 ]
 seeds = [0, 1, 2, 3, 4]
 tables = ['overview']

@@ -1,0 +1,101 @@
+"""Cross-modal pseudo-links for unpaired images, an alternative to Eq. 15-17.
+
+The evidence graphs of Eq. 15-17 reach an unpaired image's reports only through its
+image-image neighbours, whose class-level precision stays near chance at demo scale
+(``target_class_precision``, docs/benchmark.md section 8). This module links an unpaired image
+directly to the batch's reports by the current image-report similarity, keeps only confident
+images, and leaves everything else to :class:`EvidencePropagation` (row masks, normalisation,
+``row_weight``, ``at_full_pairing``, diagnostics).
+
+Shapes: ``B_I`` images, ``B_R`` reports (the gathered batch), width ``d``.
+"""
+from typing import Dict, Optional
+
+import torch
+
+from lgdea.registry import MODELS
+from .evidence_propagation import EvidencePropagation, StudyIds
+
+
+@MODELS.register_module()
+class PseudoLabelPropagation(EvidencePropagation):
+    """``P = Y + O``: confident cross-modal pseudo-links of the unpaired images.
+
+    For an unpaired image ``i``: ``q_ij = softmax_j(cos(H_I_i, H_R_j) / tau_pl)`` over the
+    batch's reports. Reports whose ``H_R`` are (near-)identical (``cos >= same_evidence``:
+    the same evidence set) form one group; the image's confidence is the ``q`` mass of its most
+    likely group, and ``O[i] = q_i`` restricted to that group (renormalised) when the
+    confidence is at least ``threshold``, else 0 (the row is masked unless other links reach
+    it). Unpaired reports receive their targets through ``P^T`` (the images pseudo-linked to
+    them). Paired rows stay ``Y``; ``propagate=False`` gives ``P = Y``.
+
+    Args:
+        tau_pl: temperature of the pseudo-label softmax (0.05).
+        threshold: minimum group confidence (0.5; 0 keeps every unpaired image).
+        same_evidence: cosine above which two reports count as the same evidence (0.999).
+        min_mass, row_weight, at_full_pairing: as :class:`EvidencePropagation`.
+    """
+
+    def __init__(self, tau_pl: float = 0.05, threshold: float = 0.5,
+                 same_evidence: float = 0.999, min_mass: float = 1e-3,
+                 row_weight: str = 'none', at_full_pairing: str = 'hard', **graph_args):
+        unused = {k: v for k, v in graph_args.items()
+                  if (k, v) not in (('steps', 2), ('tau_g', 0.1), ('topk', None))}
+        if unused:
+            raise ValueError(f'PseudoLabelPropagation builds no evidence graph; remove '
+                             f'{sorted(unused)} from its config.')
+        if tau_pl <= 0 or not 0 <= threshold <= 1:
+            raise ValueError(f'PseudoLabelPropagation: need tau_pl > 0 and 0 <= threshold <= '
+                             f'1, got tau_pl={tau_pl}, threshold={threshold}.')
+        super().__init__(min_mass=min_mass, row_weight=row_weight,
+                         at_full_pairing=at_full_pairing)
+        self.tau_pl, self.threshold, self.same_evidence = tau_pl, threshold, same_evidence
+
+    @torch.no_grad()
+    def forward(self, H_I: torch.Tensor, H_R: torch.Tensor, Y: torch.Tensor,
+                image_paired: torch.Tensor, report_paired: torch.Tensor,
+                propagate: bool = True, image_study_ids: Optional[StudyIds] = None,
+                report_study_ids: Optional[StudyIds] = None) -> Dict:
+        """As :meth:`EvidencePropagation.forward`; ``diagnostics`` adds
+        ``pseudo_kept_frac`` (share of unpaired images above the threshold) and
+        ``pseudo_confidence`` (their mean group confidence)."""
+        image_paired = image_paired.to(Y.device).bool()
+        report_paired = report_paired.to(Y.device).bool()
+        fully_paired = bool(image_paired.all()) and bool(report_paired.all())
+        if propagate and self.at_full_pairing == 'hard' and fully_paired:
+            propagate = False
+        y = Y.detach().float()
+        extra = {}
+        if propagate:
+            o, conf, kept = self.pseudo_links(H_I, H_R, image_paired)
+            p = y + o
+            unpaired = ~image_paired
+            if bool(unpaired.any()):
+                extra = dict(pseudo_kept_frac=kept[unpaired].float().mean(),
+                             pseudo_confidence=conf[unpaired].mean())
+        else:
+            p = y
+        out = self._finish(p, propagate, image_paired, image_study_ids, report_study_ids)
+        out['diagnostics'].update(extra)
+        return out
+
+    @torch.no_grad()
+    def pseudo_links(self, H_I: torch.Tensor, H_R: torch.Tensor, image_paired: torch.Tensor):
+        """``O`` [B_I, B_R], group confidence [B_I], kept [B_I] bool (paired rows: 0, 0, False)."""
+        h_i = torch.nn.functional.normalize(H_I.detach().float(), dim=-1)
+        h_r = torch.nn.functional.normalize(H_R.detach().float(), dim=-1)
+        q = torch.softmax(h_i @ h_r.t() / self.tau_pl, dim=1)              # [B_I, B_R]
+        same = (h_r @ h_r.t()) >= self.same_evidence                       # [B_R, B_R]
+        group_mass = q @ same.float()                  # mass of each report's evidence group
+        conf, top = group_mass.max(dim=1)
+        in_group = same[top]                                               # [B_I, B_R]
+        kept = (~image_paired.bool()) & (conf >= self.threshold)
+        o = q * in_group.float()
+        o = o / o.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        o = torch.where(kept[:, None], o, torch.zeros_like(o))
+        return o, torch.where(image_paired.bool(), torch.zeros_like(conf), conf), kept
+
+    def extra_repr(self) -> str:
+        return (f'tau_pl={self.tau_pl}, threshold={self.threshold}, '
+                f'same_evidence={self.same_evidence}, min_mass={self.min_mass}, '
+                f'row_weight={self.row_weight!r}, at_full_pairing={self.at_full_pairing!r}')
