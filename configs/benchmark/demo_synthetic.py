@@ -33,6 +33,11 @@ runs = [
 # Seeds vary model initialisation and data order (randomness.seed); the pairing draw stays
 # at the configs' pair_seed unless vary_pair_seed=True.
 seeds = [0, 1]
+# paired differences over the same seeds (docs/benchmark.md, section 8)
+comparisons = [
+    dict(a='LGDEA_p5', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
+    dict(a='CLIP-evidence_p100', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
+]
 vary_pair_seed = False
 datasets = 'synthetic'  # metric prefixes synthetic_5x200, synthetic_grounding, synthetic_cls_*
 tables = ['grounding', 'grounding_pairing', 'retrieval', 'classification', 'overview']

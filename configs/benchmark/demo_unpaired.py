@@ -28,8 +28,17 @@ runs = [
          pairing=5, group='Oracle', label='LGDEA oracle, H_I global, from step 0 (5% pairs)'),
     dict(name='LGDEA-cls-pseudo', config='configs/demo/unpaired/lgdea_p5_cls_pseudo.py',
          pairing=5, group='LGDEA', label='LGDEA, H_I global, cross-modal pseudo-links (5%)'),
+    dict(name='LGDEA-cls-pseudo-w200',
+         config='configs/demo/unpaired/lgdea_p5_cls_pseudo_w200.py', pairing=5, group='LGDEA',
+         label='LGDEA, H_I global, pseudo-links after 200 steps (5%)'),
 ]
 seeds = [0, 1, 2, 3, 4]
 tables = ['overview']
+# the claims: paired differences over the same seeds, mean, sample std, 95% t interval
+comparisons = [
+    dict(a='LGDEA_p5', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
+    dict(a='LGDEA-oracle_p5', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
+    dict(a='CLIP-evidence_p100', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
+]
 figures = None
 work_dir = 'work_dirs/benchmark/demo_unpaired'

@@ -21,6 +21,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
+from .comparisons import compute_comparisons, format_comparisons
 from .figures import make_figures
 from .results import RunRecord, collect_run
 from .runs import (RunExecutor, RunFailedError, latest_results_file, prepare_run,
@@ -219,6 +220,9 @@ class BenchmarkRunner:
                 f.write(md)
             with open(osp.join(table_dir, f'{table.layout.key}.csv'), 'w') as f:
                 f.write(format_csv(table))
+        diffs = compute_comparisons(spec.comparisons, records, spec.datasets)
+        if diffs:
+            sections.append(format_comparisons(diffs))
         tables_md = '\n'.join(sections)
         finished = sum(r.status == 'finished' for r in records)
         now = datetime.datetime.now().isoformat(timespec='seconds')
@@ -229,7 +233,8 @@ class BenchmarkRunner:
         summary = dict(spec=spec.path, work_dir=spec.work_dir, generated=now, seeds=spec.seeds,
                        std_ddof=spec.std_ddof, datasets=spec.datasets,
                        runs=[r.to_json() for r in records],
-                       tables={t.layout.key: table_to_json(t) for t in tables})
+                       tables={t.layout.key: table_to_json(t) for t in tables},
+                       comparisons=[d.to_json() for d in diffs])
         with open(osp.join(spec.work_dir, 'results.json'), 'w') as f:
             json.dump(summary, f, indent=1)
         self.log(f'[benchmark] {finished}/{len(records)} runs finished; tables written to '

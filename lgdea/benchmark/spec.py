@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Union
 
+from .comparisons import check_comparisons
+
 __all__ = ['ROOT', 'DATASET_PRESETS', 'SettingSpec', 'RunSpec', 'BenchmarkSpec', 'load_spec',
            'format_pairing', 'resolve_datasets']
 
@@ -46,7 +48,7 @@ DATASET_PRESETS: Dict[str, Dict[str, str]] = dict(
 _RUN_KEYS = ('name', 'config', 'pairing', 'label', 'group', 'cfg_options', 'sweep')
 _SPEC_KEYS = ('runs', 'seeds', 'tables', 'datasets', 'iters', 'work_dir', 'cfg_options',
               'vary_pair_seed', 'std_ddof', 'linear_probe_pct', 'columns', 'grounding_classes',
-              'figures', 'gpus_per_run', 'title')
+              'figures', 'gpus_per_run', 'title', 'comparisons')
 _NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]*$')
 
 
@@ -186,6 +188,8 @@ class BenchmarkSpec:
         figures: optional figure requests (docs/benchmark.md, "Figures").
         gpus_per_run: processes per run.
         title: heading of ``results.md``.
+        comparisons: paired differences to report, ``dict(a=<setting id>, b=<setting id>,
+            metrics=[...])`` (:mod:`lgdea.benchmark.comparisons`).
         path: the spec file.
     """
 
@@ -204,6 +208,7 @@ class BenchmarkSpec:
     figures: Optional[dict] = None
     gpus_per_run: int = 1
     title: str = 'Benchmark results'
+    comparisons: List[dict] = field(default_factory=list)
     path: Optional[str] = None
 
     def __post_init__(self):
@@ -219,6 +224,7 @@ class BenchmarkSpec:
         if duplicates:
             raise ValueError(f'runs repeat the same name and pairing: {duplicates}; give '
                              'them different names')
+        check_comparisons(self.comparisons, ids)
         if self.iters is not None and int(self.iters) < 1:
             raise ValueError(f'iters must be positive, got {self.iters}')
         self.work_dir = osp.abspath(self.work_dir)
@@ -303,4 +309,5 @@ def load_spec(path: str, work_dir: Optional[str] = None, seeds: Optional[Sequenc
         figures=copy.deepcopy(raw.get('figures')) or None,
         gpus_per_run=int(gpus_per_run or raw.get('gpus_per_run') or 1),
         title=str(raw.get('title') or f'Benchmark results: {stem}'),
+        comparisons=copy.deepcopy(list(raw.get('comparisons') or [])),
         path=osp.abspath(path))

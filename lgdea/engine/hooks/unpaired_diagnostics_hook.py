@@ -31,7 +31,8 @@ from lgdea.registry import HOOKS
 
 #: In-batch diagnostics summarised over the propagated iterations.
 PROPAGATED_KEYS = ('target_class_precision', 'target_class_chance', 'hidden_pair_acc',
-                   'prop_kept_unpaired_i', 'loss_align')
+                   'prop_kept_unpaired_i', 'loss_align', 'pseudo_kept_frac',
+                   'pseudo_confidence')
 #: In-batch diagnostics summarised over every iteration that logs them.
 ALL_KEYS = ('same_image_nn_frac', 'loss_u', 'lesion_cos_within')
 

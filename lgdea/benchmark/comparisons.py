@@ -1,0 +1,128 @@
+"""Paired differences between two settings over the seeds both finished.
+
+A spec's ``comparisons`` (docs/benchmark.md, section 8) lists the claims a benchmark is run
+for, e.g. "LGDEA at 5% beats CLIP on the evidence phrases at 5%":
+
+    comparisons = [dict(a='LGDEA_p5', b='CLIP-evidence_p5',
+                        metrics=['zero_shot', 'P@1'])]
+
+For each metric the difference ``a - b`` is taken per seed (same seed = same initialisation
+draw and data order, so the pairing removes the shared part of the seed-to-seed spread), and
+reported as the mean, the sample std and the two-sided 95% Student-t interval of the mean
+(``mean +- t_{0.975, n-1} sd / sqrt(n)``); an interval needs at least two seeds.
+"""
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from scipy import stats
+
+#: Short metric names a comparison may use, resolved with the spec's dataset prefixes.
+METRIC_ALIASES = {
+    'zero_shot': '{retrieval}/zero_shot/accuracy',
+    'P@1': '{retrieval}/retrieval/P@1',
+    'P@5': '{retrieval}/retrieval/P@5',
+    'P@10': '{retrieval}/retrieval/P@10',
+    'cnr': '{grounding}/grounding/cnr',
+}
+
+
+@dataclass
+class PairedDifference:
+    """``a - b`` of one metric over ``seeds`` (values in the metric's own unit)."""
+
+    a: str
+    b: str
+    metric: str
+    key: str
+    seeds: List[int]
+    mean: Optional[float]
+    std: Optional[float]
+    ci_low: Optional[float]
+    ci_high: Optional[float]
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.ci_low is not None and (self.ci_low > 0 or self.ci_high < 0)
+
+    def to_json(self) -> dict:
+        return dict(a=self.a, b=self.b, metric=self.metric, key=self.key, seeds=self.seeds,
+                    n=len(self.seeds), mean=self.mean, std=self.std, ci95=[self.ci_low,
+                                                                            self.ci_high])
+
+
+def paired_difference(values_a: Dict[int, float], values_b: Dict[int, float],
+                      confidence: float = 0.95):
+    """(seeds, mean, sample std, ci_low, ci_high) of ``a[s] - b[s]`` over the common seeds
+    with finite values; std / interval are None below two seeds."""
+    seeds = sorted(s for s in values_a if s in values_b
+                   and _finite(values_a[s]) and _finite(values_b[s]))
+    if not seeds:
+        return seeds, None, None, None, None
+    d = np.asarray([float(values_a[s]) - float(values_b[s]) for s in seeds], dtype=np.float64)
+    mean = float(d.mean())
+    if d.size < 2:
+        return seeds, mean, None, None, None
+    sd = float(d.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, d.size - 1)) * sd / math.sqrt(d.size)
+    return seeds, mean, sd, mean - half, mean + half
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def resolve_metric(metric: str, datasets: Dict[str, str]) -> str:
+    """An alias of :data:`METRIC_ALIASES` or a full metric key (``{retrieval}`` etc. allowed)."""
+    return METRIC_ALIASES.get(metric, metric).format(**datasets)
+
+
+def check_comparisons(comparisons: Sequence[dict], setting_ids: Sequence[str]) -> None:
+    """Stop on a comparison that names an unknown setting or has no metric."""
+    known = set(setting_ids)
+    for i, c in enumerate(comparisons):
+        missing = [k for k in ('a', 'b', 'metrics') if not c.get(k)]
+        if missing:
+            raise ValueError(f'comparisons[{i}] needs {missing} (dict(a=<setting id>, '
+                             'b=<setting id>, metrics=[...]))')
+        for side in ('a', 'b'):
+            if c[side] not in known:
+                raise ValueError(f'comparisons[{i}].{side}={c[side]!r} is not a setting id of '
+                                 f'the spec; use one of {sorted(known)}.')
+
+
+def compute_comparisons(comparisons: Sequence[dict], records, datasets: Dict[str, str]
+                        ) -> List[PairedDifference]:
+    """Every (comparison, metric) of the spec over the finished runs in ``records``."""
+    by_setting: Dict[str, Dict[int, dict]] = {}
+    for r in records:
+        if r.status == 'finished':
+            by_setting.setdefault(r.run.setting.setting_id, {})[r.run.seed] = r.metrics
+    out = []
+    for c in comparisons:
+        for metric in c['metrics']:
+            key = resolve_metric(metric, datasets)
+            va = {s: m.get(key) for s, m in by_setting.get(c['a'], {}).items()}
+            vb = {s: m.get(key) for s, m in by_setting.get(c['b'], {}).items()}
+            seeds, mean, sd, lo, hi = paired_difference(va, vb)
+            out.append(PairedDifference(c['a'], c['b'], metric, key, seeds, mean, sd, lo, hi))
+    return out
+
+
+def format_comparisons(diffs: Sequence[PairedDifference]) -> str:
+    """Markdown section of the paired differences, in the metrics' own unit."""
+    def f(v):
+        return 'n/a' if v is None else f'{v:+.2f}'
+    lines = ['## Paired differences (a - b, same seeds)', '',
+             '| a | b | metric | seeds | mean | sample std | 95% interval | excludes 0 |',
+             '|---|---|---|---|---|---|---|---|']
+    for d in diffs:
+        std = 'n/a' if d.std is None else f'{d.std:.2f}'
+        ci = 'n/a' if d.ci_low is None else f'[{f(d.ci_low)}, {f(d.ci_high)}]'
+        lines.append(f'| {d.a} | {d.b} | {d.metric} | {len(d.seeds)} | {f(d.mean)} | {std} | '
+                     f'{ci} | {"yes" if d.excludes_zero else "no"} |')
+    lines.append('')
+    lines.append('In the metrics\' unit (accuracies and P@K in percentage points); the interval '
+                 'is the two-sided 95% Student-t interval of the mean paired difference.')
+    return '\n'.join(lines) + '\n'
