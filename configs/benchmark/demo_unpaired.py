@@ -37,7 +37,9 @@ tables = ['overview']
 # the claims: paired differences over the same seeds, mean, sample std, 95% t interval
 comparisons = [
     dict(a='LGDEA_p5', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
-    dict(a='LGDEA-oracle_p5', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
+    dict(a='LGDEA-cls-pseudo_p5', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
+    dict(a='LGDEA-cls-pseudo_p5', b='LGDEA_p5', metrics=['zero_shot', 'P@1']),
+    dict(a='LGDEA-oracle-cls-early_p5', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
     dict(a='CLIP-evidence_p100', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
 ]
 figures = None
