@@ -117,6 +117,13 @@ class EvidencePropagation(nn.Module):
         return p
 
     @torch.no_grad()
+    def relations(self, H_I: torch.Tensor, H_R: torch.Tensor, y: torch.Tensor,
+                  image_paired: torch.Tensor, report_paired: torch.Tensor):
+        """The propagated relations ``P`` [B_I, B_R] (Eq. 15-17) and extra diagnostics
+        ({} here); subclasses replace this step and keep masking / normalisation."""
+        return self.propagate(self.build_graph(H_I), y, self.build_graph(H_R)), {}
+
+    @torch.no_grad()
     def _normalise_rows(self, p: torch.Tensor):
         mass = p.sum(dim=1)
         threshold = self.min_mass * mass.max() if mass.numel() else mass.new_zeros(())
@@ -139,7 +146,8 @@ class EvidencePropagation(nn.Module):
                 report_paired: torch.Tensor,
                 propagate: bool = True,
                 image_study_ids: Optional[StudyIds] = None,
-                report_study_ids: Optional[StudyIds] = None) -> Dict:
+                report_study_ids: Optional[StudyIds] = None,
+                **relation_inputs) -> Dict:
         """
         Args:
             H_I: [B_I, d] image evidence representations (Eq. 14).
@@ -152,6 +160,8 @@ class EvidencePropagation(nn.Module):
                 hidden-pair diagnostic: over unpaired images whose study's report is in the
                 batch, the fraction whose argmax target is that report (a masked row counts
                 as a miss); ``hidden_pair_chance`` = 1 / B_R.
+            **relation_inputs: extra inputs of a subclass's :meth:`relations` (the oracle's
+                finding labels); the evidence graphs take none.
 
         Returns:
             dict(P [B_I, B_R] raw propagated relations, propagated (bool),
@@ -172,20 +182,17 @@ class EvidencePropagation(nn.Module):
         if propagate and self.at_full_pairing == 'hard' and fully_paired:
             propagate = False
         y = Y.detach().float()
+        extra: Dict[str, torch.Tensor] = {}
         if propagate:
-            p = self.propagate(self.build_graph(H_I), y, self.build_graph(H_R))
+            p, extra = self.relations(H_I, H_R, y, image_paired, report_paired,
+                                      **relation_inputs)
         else:
             p = y
-        return self._finish(p, propagate, image_paired, image_study_ids, report_study_ids)
-
-    @torch.no_grad()
-    def _finish(self, p: torch.Tensor, propagate: bool, image_paired: torch.Tensor,
-                image_study_ids, report_study_ids) -> Dict:
-        """Row masks, targets and weights of both directions from ``P`` [B_I, B_R]."""
         targets_i2t, mask_i, weights_i, mass_i = self._normalise_rows(p)
         targets_t2i, mask_t, weights_t, mass_t = self._normalise_rows(p.t())
         diag = self._diagnostics(p, targets_i2t, mask_i, mask_t, mass_i, image_paired,
                                  image_study_ids, report_study_ids)
+        diag.update(extra)
         return dict(P=p, propagated=propagate, targets_i2t=targets_i2t, mask_i=mask_i,
                     weights_i=weights_i, targets_t2i=targets_t2i, mask_t=mask_t,
                     weights_t=weights_t, mass_i=mass_i, mass_t=mass_t, diagnostics=diag)

@@ -10,12 +10,12 @@ batch's reports with the same finding set as its own (withheld) report.
 
 Shapes: ``B_I`` images, ``B_R`` reports (the gathered batch).
 """
-from typing import Dict, Optional
+from typing import Optional
 
 import torch
 
 from lgdea.registry import MODELS
-from .evidence_propagation import EvidencePropagation, StudyIds
+from .evidence_propagation import EvidencePropagation
 
 
 @MODELS.register_module()
@@ -48,34 +48,21 @@ class OracleClassPropagation(EvidencePropagation):
                          at_full_pairing=at_full_pairing)
 
     @torch.no_grad()
-    def forward(self,
-                H_I: torch.Tensor,
-                H_R: torch.Tensor,
-                Y: torch.Tensor,
-                image_paired: torch.Tensor,
-                report_paired: torch.Tensor,
-                propagate: bool = True,
-                image_study_ids: Optional[StudyIds] = None,
-                report_study_ids: Optional[StudyIds] = None,
-                image_labels: Optional[torch.Tensor] = None,
-                report_labels: Optional[torch.Tensor] = None) -> Dict:
-        """As :meth:`EvidencePropagation.forward`, plus ``image_labels`` [B_I] and
-        ``report_labels`` [B_R] int64 finding-set keys (required)."""
+    def relations(self, H_I: torch.Tensor, H_R: torch.Tensor, y: torch.Tensor,
+                  image_paired: torch.Tensor, report_paired: torch.Tensor,
+                  image_labels: Optional[torch.Tensor] = None,
+                  report_labels: Optional[torch.Tensor] = None):
+        """``P = Y + O`` from ``image_labels`` [B_I] and ``report_labels`` [B_R] int64
+        finding-set keys (required; passed through :meth:`EvidencePropagation.forward`)."""
         if image_labels is None or report_labels is None:
             raise ValueError('OracleClassPropagation needs the finding labels of the batch '
                              '(gt_score on every image and report sample).')
-        if image_labels.shape[0] != Y.shape[0] or report_labels.shape[0] != Y.shape[1]:
+        if image_labels.shape[0] != y.shape[0] or report_labels.shape[0] != y.shape[1]:
             raise ValueError(f'OracleClassPropagation: labels [{image_labels.shape[0]}], '
-                             f'[{report_labels.shape[0]}] do not match Y {tuple(Y.shape)}.')
-        image_paired = image_paired.to(Y.device).bool()
-        report_paired = report_paired.to(Y.device).bool()
-        fully_paired = bool(image_paired.all()) and bool(report_paired.all())
-        if propagate and self.at_full_pairing == 'hard' and fully_paired:
-            propagate = False
-        y = Y.detach().float()
-        p = y + self.oracle_links(image_labels.to(Y.device), report_labels.to(Y.device),
-                                  image_paired, report_paired) if propagate else y
-        return self._finish(p, propagate, image_paired, image_study_ids, report_study_ids)
+                             f'[{report_labels.shape[0]}] do not match Y {tuple(y.shape)}.')
+        o = self.oracle_links(image_labels.to(y.device), report_labels.to(y.device),
+                              image_paired, report_paired)
+        return y + o, {}
 
     @staticmethod
     @torch.no_grad()

@@ -9,12 +9,11 @@ images, and leaves everything else to :class:`EvidencePropagation` (row masks, n
 
 Shapes: ``B_I`` images, ``B_R`` reports (the gathered batch), width ``d``.
 """
-from typing import Dict, Optional
 
 import torch
 
 from lgdea.registry import MODELS
-from .evidence_propagation import EvidencePropagation, StudyIds
+from .evidence_propagation import EvidencePropagation
 
 
 @MODELS.register_module()
@@ -52,32 +51,17 @@ class PseudoLabelPropagation(EvidencePropagation):
         self.tau_pl, self.threshold, self.same_evidence = tau_pl, threshold, same_evidence
 
     @torch.no_grad()
-    def forward(self, H_I: torch.Tensor, H_R: torch.Tensor, Y: torch.Tensor,
-                image_paired: torch.Tensor, report_paired: torch.Tensor,
-                propagate: bool = True, image_study_ids: Optional[StudyIds] = None,
-                report_study_ids: Optional[StudyIds] = None) -> Dict:
-        """As :meth:`EvidencePropagation.forward`; ``diagnostics`` adds
-        ``pseudo_kept_frac`` (share of unpaired images above the threshold) and
-        ``pseudo_confidence`` (their mean group confidence)."""
-        image_paired = image_paired.to(Y.device).bool()
-        report_paired = report_paired.to(Y.device).bool()
-        fully_paired = bool(image_paired.all()) and bool(report_paired.all())
-        if propagate and self.at_full_pairing == 'hard' and fully_paired:
-            propagate = False
-        y = Y.detach().float()
+    def relations(self, H_I: torch.Tensor, H_R: torch.Tensor, y: torch.Tensor,
+                  image_paired: torch.Tensor, report_paired: torch.Tensor):
+        """``P = Y + O``; diagnostics ``pseudo_kept_frac`` (share of unpaired images above the
+        threshold) and ``pseudo_confidence`` (mean group confidence of the unpaired images)."""
+        o, conf, kept = self.pseudo_links(H_I, H_R, image_paired)
+        unpaired = ~image_paired.bool()
         extra = {}
-        if propagate:
-            o, conf, kept = self.pseudo_links(H_I, H_R, image_paired)
-            p = y + o
-            unpaired = ~image_paired
-            if bool(unpaired.any()):
-                extra = dict(pseudo_kept_frac=kept[unpaired].float().mean(),
-                             pseudo_confidence=conf[unpaired].mean())
-        else:
-            p = y
-        out = self._finish(p, propagate, image_paired, image_study_ids, report_study_ids)
-        out['diagnostics'].update(extra)
-        return out
+        if bool(unpaired.any()):
+            extra = dict(pseudo_kept_frac=kept[unpaired].float().mean(),
+                         pseudo_confidence=conf[unpaired].mean())
+        return y + o, extra
 
     @torch.no_grad()
     def pseudo_links(self, H_I: torch.Tensor, H_R: torch.Tensor, image_paired: torch.Tensor):
