@@ -3,8 +3,9 @@
 # LGDEA at 5% (the repaired variant, docs/lgdea_departures.md), two seeds each.
 #   python tools/benchmark.py configs/benchmark/demo_synthetic.py --dispatch local --jobs 2
 #   python tools/benchmark.py configs/benchmark/demo_synthetic.py --iters 200  # shorter runs
-# The first line ran all 16 runs from scratch in 63 min on 2 CPU cores (measured; the README
-# has the tables): 4-7 min per CLIP / LGDEA run, 8-12 min per GLoRIA / MGCA run.
+# 22 runs (11 settings x 2 seeds). Its earlier 16-run form ran from scratch in 63 min on 2 CPU
+# cores (measured; the README has the tables): 4-7 min per CLIP / LGDEA run, 8-12 min per
+# GLoRIA / MGCA run.
 _full = 'Full pairing'
 _limited = 'Limited pairing'
 runs = [
