@@ -268,9 +268,13 @@ def test_ablation_configs_remove_one_term_and_nothing_else(name):
         g_term = _grads(model, out_full[key])
         out_abl = run(abl_phase)
         g_abl = _grads(model, sum(out_abl[k] for k in out_abl if k.startswith('loss')))
-        assert any(g.abs().sum() > 0 for g in g_term)
+        assert max(g.abs().max().item() for g in g_term) > 1e-3
+        # float32 rounding follows the largest gradients in the model, not each entry: a tolerance
+        # of 1e-5 x the largest full-loss gradient admits rounding but not a left-over term (whose
+        # gradient the first assertion shows to be non-zero)
+        scale = max(g.abs().max().item() for g in g_full)
         for ga, gf, gt in zip(g_abl, g_full, g_term):
-            assert torch.allclose(ga, gf - gt, atol=1e-6)
+            assert torch.allclose(ga, gf - gt, rtol=1e-5, atol=1e-5 * scale)
 
 
 def test_prototype_init_hook_runs_kmeans_on_training_evidence():
