@@ -31,8 +31,8 @@ _REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-from lgdea.engine.runner import (set_dataloader_defaults, setup_runner_env,  # noqa: E402
-                                 teardown_runner_env)
+from lgdea.engine.runner import (check_finite_model, set_dataloader_defaults,  # noqa: E402
+                                 setup_runner_env, teardown_runner_env)
 from lgdea.evaluation.linear_probe import (merge_results_json,  # noqa: E402
                                            run_linear_probe_with_runner)
 from lgdea.utils import register_all_modules  # noqa: E402
@@ -130,8 +130,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
     setup_runner_env(cfg)
     try:
         runner = build_runner(cfg)
+        # Load now (runner.test() then skips its own load) and refuse NaN / inf weights.
+        runner.load_or_resume()
+        check_finite_model(runner.model, args.checkpoint)
         if args.linear_probe_only:
-            runner.load_or_resume()
             metrics = dict(run_linear_probe_with_runner(
                 runner, probe_cfg, args.checkpoint, results_file=_results_file(runner)))
         else:

@@ -11,7 +11,8 @@ default_hooks = dict(
     # interval; summary in <work_dir>/throughput.json
     throughput=dict(type='ThroughputHook'),
 )
-custom_hooks = [dict(type='PairingSplitHook')]
+# stop at the first NaN/inf loss, grad norm or weight (docs/get_started.md)
+custom_hooks = [dict(type='PairingSplitHook'), dict(type='NonFiniteGuardHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,

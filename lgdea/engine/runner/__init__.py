@@ -1,7 +1,9 @@
 
 from .vl_loops import (VLMultiTestLoop, VLMultiValLoop, VLTestLoop, VLValLoop,  # noqa: F401
                        bind_model_to_metrics, dump_test_results, to_jsonable)
-from .checkpoint import (checkpoint_safe_globals, history_buffer_getattr,  # noqa: F401
+from .checkpoint import (NonFiniteCheckpointError, check_finite_model,  # noqa: F401
+                         check_finite_state_dict, checkpoint_safe_globals,
+                         first_non_finite_key, history_buffer_getattr,
                          register_checkpoint_safe_globals)
 from .cpu_ddp import CPUDistributedDataParallel  # noqa: F401
 from .dist_setup import (CPU_MODEL_WRAPPER, DEFAULT_COLLATE_FN,  # noqa: F401

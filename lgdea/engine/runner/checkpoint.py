@@ -31,7 +31,7 @@ registration.
 """
 import os.path as osp
 import pickle
-from typing import Any, Callable, List, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -40,7 +40,8 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 
 __all__ = ['register_checkpoint_safe_globals', 'checkpoint_safe_globals',
-           'history_buffer_getattr', 'load_from_local']
+           'history_buffer_getattr', 'load_from_local', 'NonFiniteCheckpointError',
+           'first_non_finite_key', 'check_finite_state_dict', 'check_finite_model']
 
 SafeGlobal = Union[Callable, Tuple[Callable, str]]
 
@@ -148,6 +149,52 @@ def load_from_local(filename: str, map_location=None) -> Any:
             'this file, allow the type with `torch.serialization.add_safe_globals([TYPE])` '
             'before the runner loads it (e.g. in a module listed in `custom_imports`), or '
             're-save its state_dict only.\n' + str(exc)) from exc
+
+
+class NonFiniteCheckpointError(ValueError):
+    """A checkpoint to evaluate holds NaN / inf weights (a diverged run)."""
+
+
+def first_non_finite_key(state_dict) -> Optional[Tuple[str, int]]:
+    """First floating-point entry of ``state_dict`` with a NaN / inf value.
+
+    Args:
+        state_dict: mapping of names to tensors (non-tensor and integer entries are skipped).
+
+    Returns:
+        ``(key, number of non-finite elements)``, or None when every entry is finite.
+    """
+    for key, value in state_dict.items():
+        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
+            bad = ~torch.isfinite(value.detach())
+            if bool(bad.any()):
+                return key, int(bad.sum())
+    return None
+
+
+def check_finite_state_dict(state_dict, source: str) -> None:
+    """Raise :class:`NonFiniteCheckpointError` when ``state_dict`` holds a non-finite weight.
+
+    Args:
+        state_dict: the weights (a checkpoint's ``state_dict`` or a model's).
+        source: the checkpoint file, named in the message.
+    """
+    found = first_non_finite_key(state_dict)
+    if found is not None:
+        key, count = found
+        raise NonFiniteCheckpointError(
+            f'checkpoint {source} has non-finite weights: `{key}` holds {count} NaN/inf '
+            'value(s) (the first such key; the training run diverged). Refusing to evaluate '
+            'it; use an earlier checkpoint or retrain with a lower learning rate / gradient '
+            'clipping (NonFiniteGuardHook stops such runs, docs/get_started.md).')
+
+
+def check_finite_model(model: torch.nn.Module, source: str) -> None:
+    """:func:`check_finite_state_dict` on a (possibly wrapped) model's loaded weights."""
+    from mmengine.model import is_model_wrapper
+    if is_model_wrapper(model):
+        model = model.module
+    check_finite_state_dict(model.state_dict(), source)
 
 
 register_checkpoint_safe_globals()
