@@ -10,9 +10,11 @@ default_hooks = dict(
     # samples/s, data-wait share, peak memory, FLOPs/sample and MFU per rank, at the logger's
     # interval; summary in <work_dir>/throughput.json
     throughput=dict(type='ThroughputHook'),
+    # stop at the first NaN/inf loss term, grad norm or weight (docs/get_started.md); a
+    # default hook so that configs replacing `custom_hooks` keep it
+    non_finite_guard=dict(type='NonFiniteGuardHook'),
 )
-# stop at the first NaN/inf loss, grad norm or weight (docs/get_started.md)
-custom_hooks = [dict(type='PairingSplitHook'), dict(type='NonFiniteGuardHook')]
+custom_hooks = [dict(type='PairingSplitHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -37,7 +37,8 @@ from mmengine.registry import FUNCTIONS as ROOT_FUNCTIONS
 from lgdea.registry import FUNCTIONS
 
 __all__ = ['setup_runner_env', 'teardown_runner_env', 'resolve_collate_fn_scopes',
-           'set_dataloader_defaults', 'CPU_MODEL_WRAPPER', 'DEFAULT_COLLATE_FN']
+           'drop_disabled_default_hooks', 'set_dataloader_defaults', 'CPU_MODEL_WRAPPER',
+           'DEFAULT_COLLATE_FN']
 
 #: Collate function given to every dataloader that does not set one
 #: (``lgdea.datasets.collate.vl_collate``, docs/architecture.md section 3).
@@ -234,6 +235,32 @@ def _select_cpu_model_wrapper(cfg: Config) -> None:
                   logger='current', level=logging.WARNING)
 
 
+#: hooks mmengine's Runner registers by default; only these accept ``None`` there
+_MMENGINE_DEFAULT_HOOKS = ('runtime_info', 'timer', 'sampler_seed', 'logger', 'param_scheduler',
+                           'checkpoint')
+
+
+def drop_disabled_default_hooks(cfg: Config) -> Config:
+    """Remove ``default_hooks`` entries set to None that mmengine does not know.
+
+    mmengine removes a default hook set to None only for its own six; for the project's
+    (``throughput``, ``non_finite_guard``) a None trips an assertion. After this,
+    ``--cfg-options default_hooks.non_finite_guard=None`` disables the hook as users expect.
+
+    Args:
+        cfg: the merged config; edited in place.
+
+    Returns:
+        The same ``cfg``.
+    """
+    hooks = cfg.get('default_hooks')
+    if isinstance(hooks, dict):
+        for name in [k for k, v in hooks.items()
+                     if v is None and k not in _MMENGINE_DEFAULT_HOOKS]:
+            hooks.pop(name)
+    return cfg
+
+
 def setup_runner_env(cfg: Config) -> Config:
     """Prepare ``cfg`` (and the process group) before the runner is built.
 
@@ -242,12 +269,14 @@ def setup_runner_env(cfg: Config) -> Config:
 
     Args:
         cfg: the merged config; edited in place (``env_cfg.dist_cfg.backend``,
-            ``model_wrapper_cfg`` or ``strategy``, ``*_dataloader.collate_fn.type``).
+            ``model_wrapper_cfg`` or ``strategy``, ``*_dataloader.collate_fn.type``,
+            ``default_hooks`` entries set to None).
 
     Returns:
         The same ``cfg``.
     """
     resolve_collate_fn_scopes(cfg)
+    drop_disabled_default_hooks(cfg)
     launcher = cfg.get('launcher') or 'none'
     if launcher not in _LAUNCHERS:
         raise ValueError(f'launcher must be one of {_LAUNCHERS}, got {launcher!r}')

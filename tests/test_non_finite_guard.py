@@ -1,0 +1,200 @@
+"""Divergence guard (issue 14 item 1): NonFiniteGuardHook stops a diverging run with the term,
+iteration and study ids; tools/test.py refuses a checkpoint with NaN / inf weights.
+
+A toy linear regressor trained with SGD at lr=1e4 and no clipping overflows within a few
+iterations: its weights reach inf and then NaN (without the guard the run trains to the end).
+"""
+import glob
+import importlib.util
+import math
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.config import Config
+from mmengine.evaluator import BaseMetric
+from mmengine.model import BaseModel
+from mmengine.structures import BaseDataElement
+from torch.utils.data import Dataset
+
+from lgdea.engine.hooks.non_finite_guard_hook import NonFiniteGuardHook, batch_study_ids
+from lgdea.engine.runner import (NonFiniteCheckpointError, check_finite_state_dict,
+                                 drop_disabled_default_hooks, first_non_finite_key)
+from lgdea.registry import DATASETS, METRICS, MODELS
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def _load_tool(name):
+    spec = importlib.util.spec_from_file_location(f'lgdea_tools_{name}_guard',
+                                                  osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train_tool = _load_tool('train')
+test_tool = _load_tool('test')
+
+
+@DATASETS.register_module(force=True)
+class GuardToyDataset(Dataset):
+    """Items ``dict(inputs=[4], data_samples=BaseDataElement(study_id, target))``."""
+
+    def __init__(self, num_samples=16, seed=0):
+        rng = np.random.default_rng(seed)
+        self.x = rng.standard_normal((num_samples, 4)).astype(np.float32)
+        self.y = (self.x @ np.linspace(-1, 1, 4)).astype(np.float32)
+        self.metainfo = dict(classes=('y', ))
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, idx):
+        sample = BaseDataElement(metainfo=dict(study_id=f's{idx}'))
+        sample.target = torch.tensor(self.y[idx])
+        return dict(inputs=torch.from_numpy(self.x[idx]), data_samples=sample)
+
+
+@MODELS.register_module(force=True)
+class GuardToyRegressor(BaseModel):
+    """Linear regressor. ``constant_nan_term``: also return ``loss_nan = NaN`` without a
+    gradient, so the total loss is NaN while the update (and the weights) stay finite."""
+
+    def __init__(self, constant_nan_term=False):
+        super().__init__()
+        self.fc = nn.Linear(4, 1)
+        self.constant_nan_term = constant_nan_term
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        x = torch.stack(inputs) if isinstance(inputs, (list, tuple)) else inputs
+        pred = self.fc(x).squeeze(-1)
+        if mode == 'loss':
+            target = torch.stack([s.target for s in data_samples])
+            losses = dict(loss_mse=((pred - target) ** 2).mean())
+            if self.constant_nan_term:
+                losses['loss_nan'] = torch.tensor(float('nan'))
+            return losses
+        if mode == 'predict':
+            return [dict(pred=p) for p in pred]
+        return pred
+
+
+@METRICS.register_module(force=True)
+class MeanAbsolutePredictionMetric(BaseMetric):
+    """Mean |prediction| (finite only when the evaluated weights are)."""
+
+    def process(self, data_batch, data_samples):
+        self.results.extend(abs(float(s['pred'])) for s in data_samples)
+
+    def compute_metrics(self, results):
+        return dict(mean_abs_pred=float(np.mean(results)))
+
+
+def _config(tmp_path, lr=1e4, guard=True, constant_nan_term=False, max_iters=40,
+            ckpt_interval=1):
+    default_hooks = dict(
+        logger=dict(type='LoggerHook', interval=1),
+        checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=ckpt_interval),
+        non_finite_guard=dict(type='NonFiniteGuardHook') if guard else None)
+    cfg = Config(dict(
+        default_scope='lgdea',
+        work_dir=str(tmp_path / 'work'),
+        model=dict(type='GuardToyRegressor', constant_nan_term=constant_nan_term),
+        train_dataloader=dict(
+            batch_size=4, num_workers=0, collate_fn=dict(type='pseudo_collate'),
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            dataset=dict(type='GuardToyDataset', num_samples=4 * max_iters)),  # no restart sleep
+        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=lr)),
+        default_hooks=default_hooks,
+        env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo')),
+        randomness=dict(seed=0), log_level='WARNING', experiment_name=f'guard_{tmp_path.name}'))
+    path = str(tmp_path / 'guard_toy.py')
+    cfg.dump(path)
+    return path
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)['state_dict']
+
+
+def test_diverging_run_stops_with_iteration_and_study_ids(tmp_path):
+    with pytest.raises(RuntimeError) as err:
+        train_tool.main([_config(tmp_path)])
+    msg = str(err.value)
+    assert 'training diverged at iteration' in msg and 'Batch study ids: s' in msg
+    assert 'non-finite loss=inf, loss_mse=inf' in msg  # the offending terms are named
+    iteration = int(msg.split('iteration ')[1].split(' ')[0])
+    assert 1 < iteration < 40
+    # no checkpoint of the diverged step (or later) was written; all kept ones are finite
+    ckpts = sorted(glob.glob(str(tmp_path / 'work' / 'iter_*.pth')))
+    assert len(ckpts) == iteration - 1
+    for path in ckpts:
+        assert first_non_finite_key(_weights(path)) is None, path
+
+
+def test_without_the_guard_the_same_run_trains_to_the_end_with_nan_weights(tmp_path):
+    """The failure the guard exists for: no error, NaN weights in the last checkpoint."""
+    runner = train_tool.main([_config(tmp_path, guard=False, max_iters=20, ckpt_interval=20)])
+    assert runner.iter == 20
+    assert first_non_finite_key(_weights(str(tmp_path / 'work' / 'iter_20.pth'))) is not None
+
+
+def test_non_finite_loss_term_is_named_even_when_weights_stay_finite(tmp_path):
+    with pytest.raises(RuntimeError, match=r'iteration 1 .*non-finite .*loss_nan=nan') as err:
+        train_tool.main([_config(tmp_path, lr=1e-2, constant_nan_term=True)])
+    assert 'Batch study ids: s0, s1, s2, s3' in str(err.value)
+    assert 'parameters' not in str(err.value)
+
+
+def test_guard_disabled_by_none_and_unsupported_action_rejected():
+    cfg = Config(dict(default_hooks=dict(checkpoint=None, non_finite_guard=None,
+                                         throughput=dict(type='ThroughputHook'))))
+    drop_disabled_default_hooks(cfg)
+    # mmengine's own hooks keep None (mmengine removes them); the project's are dropped
+    assert cfg.default_hooks == dict(checkpoint=None, throughput=dict(type='ThroughputHook'))
+    with pytest.raises(ValueError, match="only 'raise'"):
+        NonFiniteGuardHook(action='skip')
+
+
+def test_default_runtime_carries_the_guard_for_configs_that_replace_custom_hooks():
+    for name in ('lgdea_vitb_p5.py', 'demo/lgdea_demo_p5.py', 'clip_vitb_p5.py'):
+        cfg = Config.fromfile(osp.join(REPO, 'configs', name))
+        assert cfg.default_hooks.non_finite_guard == dict(type='NonFiniteGuardHook'), name
+
+
+def test_batch_study_ids_reads_images_then_reports_without_repeats():
+    def sample(sid):
+        return BaseDataElement(metainfo=dict(study_id=sid))
+    batch = dict(data_samples=[sample('a'), sample('b')],
+                 reports=[sample('b'), sample('c'), BaseDataElement()])
+    assert batch_study_ids(batch) == ['a', 'b', 'c']
+    assert batch_study_ids([1, 2]) == []
+
+
+def test_test_tool_refuses_a_checkpoint_with_nan_weights(tmp_path):
+    config = _config(tmp_path, lr=1e-2, max_iters=2)
+    cfg = Config.fromfile(config)
+    cfg.test_dataloader = cfg.train_dataloader
+    cfg.test_evaluator = dict(type='MeanAbsolutePredictionMetric')
+    cfg.test_cfg = dict()
+    cfg.dump(config)
+    train_tool.main([config])
+    good = str(tmp_path / 'work' / 'iter_2.pth')
+    ckpt = torch.load(good, weights_only=True)
+    ckpt['state_dict']['fc.bias'][0] = math.inf
+    bad = str(tmp_path / 'diverged.pth')
+    torch.save(ckpt, bad)
+    with pytest.raises(NonFiniteCheckpointError, match=r'diverged\.pth .*`fc\.bias` holds 1'):
+        test_tool.main([config, bad, '--work-dir', str(tmp_path / 'test')])
+    metrics = test_tool.main([config, good, '--work-dir', str(tmp_path / 'test_good')])
+    assert math.isfinite(metrics['mean_abs_pred'])
+
+
+def test_check_finite_state_dict_skips_integer_entries():
+    check_finite_state_dict({'steps': torch.tensor([2 ** 40]), 'w': torch.ones(2)}, 'x.pth')
+    with pytest.raises(NonFiniteCheckpointError, match='x.pth'):
+        check_finite_state_dict({'w': torch.tensor([1.0, float('nan')])}, 'x.pth')
