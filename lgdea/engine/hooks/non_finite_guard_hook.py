@@ -57,8 +57,10 @@ class NonFiniteGuardHook(Hook):
 
     After every training iteration (``after_train_iter``) it checks:
 
-    1. every entry of ``outputs``, the ``log_vars`` dict returned by the model's
-       ``train_step`` (``parse_losses``: the total ``loss`` and each loss term);
+    1. every loss entry of ``outputs``, the ``log_vars`` dict returned by the model's
+       ``train_step`` (``parse_losses``: the total ``loss`` and each term whose key contains
+       ``'loss'``; other logged diagnostics may be NaN by design, e.g. a precision over an empty
+       set, and are not checked);
     2. ``train/grad_norm`` in the message hub, when the optim wrapper clips gradients
        (``clip_grad=dict(type='norm')`` logs it at every update step). Not under
        ``AmpOptimWrapper``: there an inf norm is a step that the dynamic loss scaler skipped on
@@ -135,7 +137,8 @@ class NonFiniteGuardHook(Hook):
                          outputs: Optional[Dict[str, Any]] = None) -> None:
         outputs = outputs or {}
         values = {k: v for k, v in outputs.items()
-                  if isinstance(v, (torch.Tensor, float, int)) and not isinstance(v, bool)}
+                  if 'loss' in k and isinstance(v, (torch.Tensor, float, int))
+                  and not isinstance(v, bool)}
         params = self._params(runner)
         grad_norm = self._grad_norm(runner)
 
