@@ -178,17 +178,20 @@ def test_phase_hook_applies_phases_and_records_them():
     from lgdea.engine.hooks import LGDEAPhaseHook
     model = _lgdea()
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    logs = []
+    logs, warnings = [], []
     runner = SimpleNamespace(
         model=model, max_iters=6, iter=0, epoch=0,
         optim_wrapper=SimpleNamespace(optimizer=opt),
         cfg=dict(optim_wrapper=dict(optimizer=dict(lr=1.0))),
-        logger=SimpleNamespace(info=logs.append))
+        logger=SimpleNamespace(info=logs.append, warning=warnings.append))
     runner.cfg = __import__('mmengine').Config(runner.cfg)
     hook = LGDEAPhaseHook(by_epoch=False, phases=[
         dict(iters=2, terms=['rec', 'align'], propagation=False, lr=0.5),
         dict(iters=4, terms=['rec', 'p', 'u', 'align'], propagation=True, lr=0.1)])
     hook.before_train(runner)
+    # optimizer lr 1.0 is used by no phase: the override is said, naming the key to change
+    assert len(warnings) == 1 and 'optim_wrapper.optimizer.lr=1 is never used' in warnings[0]
+    assert 'lgdea_phases.0.lr' in warnings[0]
     seen = []
     for it in range(6):
         runner.iter = it

@@ -1,5 +1,6 @@
 """The multi-phase schedule of LGDEA (paper Sec. IV-A d; docs/method.md phase table)."""
 import copy
+import math
 from typing import List, Optional, Sequence
 
 from mmengine.hooks import Hook
@@ -15,9 +16,11 @@ class LGDEAPhaseHook(Hook):
 
     Each phase sets the active loss terms and whether ``P`` is propagated (Eq. 17) or
     ``P = Y`` (through ``LGDEA.set_phase``: the phase is the one place that switches terms;
-    loss weights only scale), a constant learning rate and, in epoch-based training, the **global** batch size (the
-    train dataloader is rebuilt on the same dataset at the boundary; per-rank batch =
-    global / world size, an error if not divisible). The phase is stored in checkpoints
+    loss weights only scale), a constant learning rate (a phase's ``lr`` replaces
+    ``optim_wrapper.optimizer.lr``; a warning says so when no phase uses the optimizer's) and,
+    in epoch-based training, the **global** batch size (the train dataloader is rebuilt on the
+    same dataset at the boundary; per-rank batch = global / world size, an error if not
+    divisible). The phase is stored in checkpoints
     (``meta['lgdea_phase']``) and re-derived from the epoch / iteration on resume, so a
     resumed run continues in the right phase.
 
@@ -104,6 +107,15 @@ class LGDEAPhaseHook(Hook):
         groups = runner.optim_wrapper.optimizer.param_groups
         self._base_lrs = [g.get('initial_lr', g['lr']) for g in groups]
         self._base_lr = float(runner.cfg.optim_wrapper.optimizer.get('lr', self._base_lrs[0]))
+        phase_lrs = [float(ph['lr']) for ph in self.phases if 'lr' in ph]
+        if len(phase_lrs) == len(self.phases) and not any(
+                math.isclose(lr, self._base_lr, rel_tol=1e-9) for lr in phase_lrs):
+            runner.logger.warning(
+                f'LGDEAPhaseHook: optim_wrapper.optimizer.lr={self._base_lr:g} is never used: '
+                f'every phase sets its own lr ({", ".join(f"{lr:g}" for lr in phase_lrs)}), '
+                'which replaces it (parameter groups keep their ratios to it). To change the '
+                'learning rate set the phases\' lr, e.g. --cfg-options lgdea_phases.0.lr=..., '
+                'or remove `lr` from a phase to train it at the optimizer\'s lr.')
 
     def before_train_epoch(self, runner) -> None:
         if self.by_epoch:
