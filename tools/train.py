@@ -25,8 +25,8 @@ _REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-from lgdea.engine.runner import (set_dataloader_defaults, setup_runner_env,  # noqa: E402
-                                 teardown_runner_env)
+from lgdea.engine.runner import (check_hook_args, set_dataloader_defaults,  # noqa: E402
+                                 setup_runner_env, teardown_runner_env)
 from lgdea.utils import register_all_modules  # noqa: E402
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -138,6 +138,7 @@ def main(argv: Optional[List[str]] = None) -> Runner:
     setup_runner_env(cfg)
     try:
         runner = build_runner(cfg)
+        check_hook_args(runner)
         runner.train()
     except BaseException:
         teardown_runner_env(barrier=False)

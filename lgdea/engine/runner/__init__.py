@@ -6,6 +6,7 @@ from .checkpoint import (NonFiniteCheckpointError, check_finite_model,  # noqa: 
                          first_non_finite_key, history_buffer_getattr,
                          register_checkpoint_safe_globals)
 from .cpu_ddp import CPUDistributedDataParallel  # noqa: F401
+from .hook_validation import check_hook_args  # noqa: F401
 from .dist_setup import (CPU_MODEL_WRAPPER, DEFAULT_COLLATE_FN,  # noqa: F401
                          drop_disabled_default_hooks, resolve_collate_fn_scopes,
                          set_dataloader_defaults, setup_runner_env, teardown_runner_env)

@@ -1,5 +1,6 @@
-"""Divergence guard (issue 14 item 1): NonFiniteGuardHook stops a diverging run with the term,
-iteration and study ids; tools/test.py refuses a checkpoint with NaN / inf weights.
+"""Training guards: NonFiniteGuardHook stops a diverging run with the term, iteration and study
+ids; tools/test.py refuses a checkpoint with NaN / inf weights; a CheckpointHook typo fails
+before training instead of at the first save.
 
 A toy linear regressor trained with SGD at lr=1e4 and no clipping overflows within a few
 iterations: its weights reach inf and then NaN (without the guard the run trains to the end).
@@ -198,3 +199,12 @@ def test_check_finite_state_dict_skips_integer_entries():
     check_finite_state_dict({'steps': torch.tensor([2 ** 40]), 'w': torch.ones(2)}, 'x.pth')
     with pytest.raises(NonFiniteCheckpointError, match='x.pth'):
         check_finite_state_dict({'w': torch.tensor([1.0, float('nan')])}, 'x.pth')
+
+
+def test_checkpoint_hook_typo_fails_before_training(tmp_path):
+    """``CheckpointHook`` forwards unknown arguments to ``save_checkpoint``: without the check,
+    ``intervall`` trains the whole run and fails at the first save."""
+    config = _config(tmp_path, lr=1e-2, max_iters=3, ckpt_interval=3)
+    with pytest.raises(ValueError, match=r'`intervall` .*did you mean `interval`'):
+        train_tool.main([config, '--cfg-options', 'default_hooks.checkpoint.intervall=1'])
+    assert not glob.glob(str(tmp_path / 'work' / '*' / 'vis_data' / 'scalars.json'))
