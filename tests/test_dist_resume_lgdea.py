@@ -8,11 +8,14 @@ resumes from it in a fresh work dir and trains iterations 5-8. The resumed run m
 the phase (checkpoint meta and the model's active terms), replay the data order (the logged
 study ids of each iteration's batch, per rank) and log the uninterrupted run's losses.
 
-Tolerance: phase, terms and batch composition are exact; the losses agree to relative 2e-3.
-Measured (seed 0): already at the first resumed iteration the losses differ by up to 3e-4
-relative (``loss_p``; the total by 2.5e-5), growing to 5e-4 at iteration 8; the cause (state
-that the checkpoint does not restore bit for bit) is tracked by the reliability issue on exact
-resume."""
+Exact: phase, terms, batch composition and every logged loss are bit-identical, with
+``MKL_CBWR=COMPATIBLE`` set for both runs. Without it the losses drift from the second resumed
+iteration on (measured, seed 0: up to 6e-5 relative at iteration 6, 3.5e-4 at 8) although the
+parameters, buffers, inputs and RNG state at the start of that iteration are bit-identical:
+MKL picks its float32 GEMM code path by memory alignment, and a resumed process allocates
+differently from the uninterrupted one. ``MKL_CBWR=COMPATIBLE`` fixes the code path (2.4x slower
+GEMM on this CPU), so it is a test setting and a documented option (docs/get_started.md, resume),
+not a default."""
 import json
 import os
 import os.path as osp
@@ -87,6 +90,7 @@ class BatchRecordHook(Hook):
 
 def _train(cfg_path, work_dir, *extra):
     env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1', PYTHONHASHSEED='0',
+               MKL_CBWR='COMPATIBLE',
                PORT=str(_free_port()), HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1',
                PYTHONPATH=os.pathsep.join([osp.dirname(cfg_path), ROOT,
                                            os.environ.get('PYTHONPATH', '')]))
@@ -133,8 +137,6 @@ def test_two_process_lgdea_resume_matches_uninterrupted_run(tmp_path):
             assert (a['images'], a['reports']) == (b['images'], b['reports']), (rank, it)
             assert (a['terms'], a['propagate']) == (b['terms'], b['propagate']), (rank, it)
             assert a['losses'].keys() == b['losses'].keys()
-            for key, value in a['losses'].items():
-                assert b['losses'][key] == pytest.approx(value, rel=2e-3, abs=1e-5), (
-                    rank, it, key)
+            assert b['losses'] == a['losses'], (rank, it)
         # the two ranks see different halves of the global batch
         assert full[5]['images'] != _rows(str(tmp_path / 'full_record'), 1 - rank)[5]['images']
