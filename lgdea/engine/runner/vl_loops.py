@@ -23,6 +23,8 @@ from torch.utils.data import DataLoader
 
 from lgdea.registry import LOOPS
 
+from .strategies import gathered_params
+
 __all__ = ['VLValLoop', 'VLTestLoop', 'VLMultiValLoop', 'VLMultiTestLoop', 'bind_model_to_metrics',
            'to_jsonable', 'dump_test_results']
 
@@ -68,13 +70,34 @@ def dump_test_results(runner, metrics: Dict[str, Any]) -> Optional[str]:
     return path
 
 
+def _run_single(loop, stage: str) -> dict:
+    """mmengine's ``ValLoop.run`` / ``TestLoop.run``, with the batches and the metric
+    computation inside :func:`gathered_params` (full parameters under FSDP / ZeRO-3, where
+    the metrics call the unwrapped model); the epoch hooks run outside it."""
+    runner = loop.runner
+    losses = getattr(loop, f'{stage}_loss')
+    runner.call_hook(f'before_{stage}')
+    runner.call_hook(f'before_{stage}_epoch')
+    runner.model.eval()
+    losses.clear()
+    with gathered_params(runner.model):
+        for idx, data_batch in enumerate(loop.dataloader):
+            loop.run_iter(idx, data_batch)
+        metrics = loop.evaluator.evaluate(len(loop.dataloader.dataset))
+    if losses:
+        metrics.update(_parse_losses(losses, stage))
+    runner.call_hook(f'after_{stage}_epoch', metrics=metrics)
+    runner.call_hook(f'after_{stage}')
+    return metrics
+
+
 @LOOPS.register_module()
 class VLValLoop(ValLoop):
     """``ValLoop`` that binds the model to the metrics first (same arguments)."""
 
     def run(self) -> dict:
         bind_model_to_metrics(self.evaluator, self.runner.model)
-        return super().run()
+        return _run_single(self, 'val')
 
 
 @LOOPS.register_module()
@@ -94,7 +117,7 @@ class VLTestLoop(TestLoop):
 
     def run(self) -> dict:
         bind_model_to_metrics(self.evaluator, self.runner.model)
-        metrics = super().run()
+        metrics = _run_single(self, 'test')
         if self.dump_results:
             self.results_file = dump_test_results(self.runner, metrics)
         return metrics
@@ -172,9 +195,10 @@ class _MultiLoopMixin:
             if hasattr(dl.dataset, 'metainfo'):
                 self.runner.visualizer.dataset_meta = dl.dataset.metainfo
             getattr(self, losses_attr).clear()
-            for idx, data_batch in enumerate(dl):
-                self.run_iter(idx, data_batch)
-            metrics = ev.evaluate(len(dl.dataset))
+            with gathered_params(model):
+                for idx, data_batch in enumerate(dl):
+                    self.run_iter(idx, data_batch)
+                metrics = ev.evaluate(len(dl.dataset))
             losses = getattr(self, losses_attr)
             if losses:
                 metrics.update(_parse_losses(losses, self._stage))
