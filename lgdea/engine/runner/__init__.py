@@ -7,6 +7,6 @@ from .cpu_ddp import CPUDistributedDataParallel  # noqa: F401
 from .dist_setup import (CPU_MODEL_WRAPPER, DEFAULT_COLLATE_FN,  # noqa: F401
                          resolve_collate_fn_scopes, set_dataloader_defaults, setup_runner_env,
                          teardown_runner_env)
-from .strategies import (CPUFullyShardedDataParallel, FSDPAmpOptimWrapper,  # noqa: F401
+from .strategies import (VLFullyShardedDataParallel, FSDPAmpOptimWrapper,  # noqa: F401
                          FSDPOptimWrapper, build_runner, gathered_params, prepare_strategy_cfg,
                          strategy_type, transformer_block_wrap_policy)

@@ -12,7 +12,7 @@ for a distributed run on CPU (or with ``env_cfg.dist_cfg.backend='gloo'``):
    (``if self.distributed and not is_distributed()``), so mmengine then uses this group;
 3. selects :class:`CPUDistributedDataParallel` as the model wrapper (``model_wrapper_cfg`` of
    ``Runner``, ``strategy.model_wrapper`` of ``FlexibleRunner`` + ``DDPStrategy``), or
-   :class:`~lgdea.engine.runner.strategies.CPUFullyShardedDataParallel` for ``FSDPStrategy``.
+   ``FSDPStrategy`` already has :class:`~lgdea.engine.runner.strategies.VLFullyShardedDataParallel`.
 
 With CUDA and a non-gloo backend it leaves initialisation to mmengine. In every case it also
 scopes collate functions registered only in lgdea's FUNCTIONS (``dict(type='my_collate')``
@@ -217,12 +217,7 @@ def _select_cpu_model_wrapper(cfg: Config) -> None:
             return
         kind = str(strategy.get('type', '')).split('.')[-1]
         if kind == 'FSDPStrategy':
-            from .strategies import _FSDP_WRAPPERS, CPU_FSDP_WRAPPER
-            wrapper = strategy.get('model_wrapper') or ConfigDict()
-            if wrapper.get('type') in _FSDP_WRAPPERS:
-                wrapper['type'] = CPU_FSDP_WRAPPER
-            strategy['model_wrapper'] = wrapper
-            return
+            return  # VLFullyShardedDataParallel (prepare_strategy_cfg) handles CPU modules
         if kind != 'DDPStrategy':
             print_log(f'strategy {strategy.get("type")!r} is kept as configured; only '
                       'DDPStrategy and FSDPStrategy are adapted to CPU (gloo) training.',

@@ -14,9 +14,10 @@ CLIP, GLoRIA, MGCA) keeps its own ``optim_wrapper`` and schedule unchanged:
   ``gradient_clipping`` / ``gradient_accumulation_steps``. It refuses what cannot run
   (DeepSpeed without CUDA or without the ``deepspeed`` package, either strategy without a
   distributed launcher) with a message naming the key and the fix.
-* :class:`CPUFullyShardedDataParallel` lets FSDP run on CPU processes (gloo), the way
-  :class:`~lgdea.engine.runner.CPUDistributedDataParallel` does for DDP;
-  ``setup_runner_env`` selects it when there is no CUDA device.
+* :class:`VLFullyShardedDataParallel` (selected for every FSDP config) shards the lgdea models,
+  whose contrastive temperature is a scalar parameter that FSDP cannot shard, and runs on CPU
+  processes (gloo) too, as :class:`~lgdea.engine.runner.CPUDistributedDataParallel` does for
+  DDP.
 * :func:`gathered_params` is for code that uses the unwrapped model outside the wrapper's
   forward (evaluation metrics, the prototype k-means hook, diagnostics): under FSDP a rank
   holds only a shard of each parameter, so the full parameters are gathered for the block.
@@ -37,17 +38,17 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
 from lgdea.registry import MODEL_WRAPPERS, OPTIM_WRAPPERS
 
-__all__ = ['FSDPOptimWrapper', 'FSDPAmpOptimWrapper', 'CPUFullyShardedDataParallel',
+__all__ = ['FSDPOptimWrapper', 'FSDPAmpOptimWrapper', 'VLFullyShardedDataParallel',
            'transformer_block_wrap_policy', 'gathered_params', 'strategy_type',
            'prepare_strategy_cfg', 'build_runner', 'FSDP_OPTIM_WRAPPER', 'FSDP_AMP_OPTIM_WRAPPER',
-           'CPU_FSDP_WRAPPER', 'TRANSFORMER_BLOCK_WRAP_POLICY', 'DEFAULT_BLOCK_TYPES']
+           'FSDP_MODEL_WRAPPER', 'TRANSFORMER_BLOCK_WRAP_POLICY', 'DEFAULT_BLOCK_TYPES']
 
 # Full import paths: the strategies build optimizer and model wrappers through mmengine's root
 # registries, which do not see lgdea's (a grandchild, below mmpretrain's); Registry.get falls
 # back to importing a dotted path (see dist_setup.CPU_MODEL_WRAPPER).
 FSDP_OPTIM_WRAPPER = 'lgdea.engine.runner.strategies.FSDPOptimWrapper'
 FSDP_AMP_OPTIM_WRAPPER = 'lgdea.engine.runner.strategies.FSDPAmpOptimWrapper'
-CPU_FSDP_WRAPPER = 'lgdea.engine.runner.strategies.CPUFullyShardedDataParallel'
+FSDP_MODEL_WRAPPER = 'lgdea.engine.runner.strategies.VLFullyShardedDataParallel'
 TRANSFORMER_BLOCK_WRAP_POLICY = 'lgdea.engine.runner.strategies.transformer_block_wrap_policy'
 
 #: Transformer blocks of the encoders the methods use: mmpretrain's ViT layer, Hugging Face
@@ -55,7 +56,7 @@ TRANSFORMER_BLOCK_WRAP_POLICY = 'lgdea.engine.runner.strategies.transformer_bloc
 DEFAULT_BLOCK_TYPES = ('TransformerEncoderLayer', 'BertLayer', 'Block')
 
 _FSDP_WRAPPERS = (None, 'MMFullyShardedDataParallel', 'mmengine.MMFullyShardedDataParallel',
-                  'CPUFullyShardedDataParallel', CPU_FSDP_WRAPPER)
+                  'VLFullyShardedDataParallel', FSDP_MODEL_WRAPPER)
 _PLAIN_WRAPPERS = ('OptimWrapper', 'mmengine.OptimWrapper', FSDP_OPTIM_WRAPPER)
 _AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper', FSDP_AMP_OPTIM_WRAPPER)
 _DEEPSPEED_WRAPPERS = ('DeepSpeedOptimWrapper', 'mmengine.DeepSpeedOptimWrapper')
@@ -108,7 +109,12 @@ class _ShardedClipMixin:
                             'FSDP gradient-norm clipping (max_norm, norm_type, '
                             'error_if_nonfinite)')
         device = params[0].grad.device if params else torch.device('cpu')
+        world = torch_dist.get_world_size() if torch_dist.is_available() and \
+            torch_dist.is_initialized() else 1
         grads = [p.grad.detach() for p in params if p.grad.numel()]
+        # a replicated (scalar) parameter is on every rank: its share of the sum, once
+        weights = [1.0 / world if getattr(p, '_replicated_under_fsdp', False) else 1.0
+                   for p in params if p.grad.numel()]
         if math.isinf(norm_type):
             local = max((g.abs().max().float() for g in grads),
                         default=torch.zeros((), device=device))
@@ -117,8 +123,8 @@ class _ShardedClipMixin:
                 torch_dist.all_reduce(total, op=torch_dist.ReduceOp.MAX)
             total = total[0]
         else:
-            local = sum((torch.linalg.vector_norm(g.float(), norm_type) ** norm_type
-                         for g in grads), torch.zeros((), device=device))
+            local = sum((w * torch.linalg.vector_norm(g.float(), norm_type) ** norm_type
+                         for g, w in zip(grads, weights)), torch.zeros((), device=device))
             total = local.reshape(1).clone()
             if torch_dist.is_available() and torch_dist.is_initialized():
                 torch_dist.all_reduce(total)
@@ -154,21 +160,75 @@ def _module_device_types(module: nn.Module) -> set:
 
 
 @MODEL_WRAPPERS.register_module()
-class CPUFullyShardedDataParallel(MMFullyShardedDataParallel):
-    """:class:`MMFullyShardedDataParallel` that also shards a model held on the CPU (gloo).
+class VLFullyShardedDataParallel(MMFullyShardedDataParallel):
+    """:class:`MMFullyShardedDataParallel` for the lgdea models, on GPUs and on CPU (gloo).
 
-    mmengine's ``FSDPStrategy`` passes ``device_id=LOCAL_RANK`` (an integer, read by torch as
-    ``cuda:LOCAL_RANK``). For a module whose parameters and buffers are all on the CPU and a
-    machine without CUDA, this wrapper passes ``device_id=torch.device('cpu')`` instead and is
-    otherwise :class:`MMFullyShardedDataParallel`. ``setup_runner_env`` selects it for a
-    distributed CPU run (``CPU_FSDP_WRAPPER``).
+    Two things keep the plain wrapper from running these models:
+
+    * Scalar parameters (the contrastive temperature ``logit_scale`` of LGDEA, CLIP, GLoRIA,
+      MGCA): FSDP refuses 0-d parameters. They are left out of sharding (``ignored_states``),
+      moved to the compute device, replicated on every rank, and their gradients are averaged
+      over the ranks as soon as they are accumulated, which is what FSDP does for the sharded
+      ones; checkpoints keep their shape, so they load into the unwrapped model.
+      They are marked ``_replicated_under_fsdp`` for :class:`FSDPOptimWrapper`'s clipping.
+    * CPU: mmengine's ``FSDPStrategy`` passes ``device_id=LOCAL_RANK``, which torch reads as
+      ``cuda:LOCAL_RANK``; for a CPU module on a machine without CUDA the wrapper passes
+      ``device_id=torch.device('cpu')``, and ``sync_module_states=True`` (GPU-only in torch)
+      is done by broadcasting rank 0's parameters and buffers before wrapping.
+
+    Args:
+        module: the model.
+        **kwargs: as :class:`MMFullyShardedDataParallel` (``ignored_states`` is extended with
+            the scalar parameters; ``ignored_modules`` / ``ignored_parameters`` cannot be
+            combined with them).
     """
 
     def __init__(self, module: nn.Module, **kwargs):
         devices = _module_device_types(module)
-        if (not devices or devices == {'cpu'}) and not torch.cuda.is_available():
+        cpu = (not devices or devices == {'cpu'}) and not torch.cuda.is_available()
+        if cpu:
             kwargs['device_id'] = torch.device('cpu')
+        scalars = [p for p in module.parameters() if p.dim() == 0]
+        if kwargs.get('sync_module_states') and (cpu or scalars):
+            # torch syncs only GPU-held, sharded states: broadcast rank 0's CPU states here,
+            # and the replicated scalars in every case
+            _broadcast_from_rank0(list(module.parameters()) + list(module.buffers()) if cpu
+                                  else scalars)
+            if cpu:
+                kwargs['sync_module_states'] = False
+        if scalars:
+            clash = [k for k in ('ignored_modules', 'ignored_parameters') if kwargs.get(k)]
+            if clash:
+                raise ValueError(
+                    f'strategy.model_wrapper.{clash[0]}: the model has scalar parameters, '
+                    'which VLFullyShardedDataParallel passes as `ignored_states`; give the '
+                    'ignored modules / parameters as `ignored_states` instead.')
+            kwargs['ignored_states'] = list(kwargs.get('ignored_states') or []) + scalars
+            device = kwargs.get('device_id')
+            if device is not None:
+                device = device if isinstance(device, torch.device) else torch.device(
+                    'cuda', int(device))
+            for p in scalars:
+                if device is not None:
+                    p.data = p.data.to(device)
+                p._replicated_under_fsdp = True
+                p.register_post_accumulate_grad_hook(_average_grad_over_ranks)
         super().__init__(module=module, **kwargs)
+
+
+def _broadcast_from_rank0(tensors) -> None:
+    if torch_dist.is_available() and torch_dist.is_initialized() \
+            and torch_dist.get_world_size() > 1:
+        with torch.no_grad():
+            for t in tensors:
+                torch_dist.broadcast(t.data, src=0)
+
+
+def _average_grad_over_ranks(param: torch.Tensor) -> None:
+    if torch_dist.is_available() and torch_dist.is_initialized() \
+            and torch_dist.get_world_size() > 1:
+        torch_dist.all_reduce(param.grad)
+        param.grad.div_(torch_dist.get_world_size())
 
 
 def transformer_block_wrap_policy(module: nn.Module, recurse: bool, nonwrapped_numel: int,
@@ -246,10 +306,14 @@ def _adapt_fsdp(cfg: Config) -> None:
                 f'optim_wrapper.type={kind!r} with clip_grad under FSDPStrategy: only '
                 'OptimWrapper / AmpOptimWrapper are converted to their sharded-clipping '
                 'versions (FSDPOptimWrapper / FSDPAmpOptimWrapper); use one of them.')
-    model_wrapper = strategy.get('model_wrapper')
-    if isinstance(model_wrapper, dict) and model_wrapper.get('type') not in _FSDP_WRAPPERS:
+    model_wrapper = strategy.get('model_wrapper') or ConfigDict()
+    if model_wrapper.get('type') in _FSDP_WRAPPERS:
+        model_wrapper['type'] = FSDP_MODEL_WRAPPER
+    else:
         print_log(f'strategy.model_wrapper.type={model_wrapper.get("type")!r} is kept as '
-                  'configured.', logger='current', level=logging.WARNING)
+                  'configured; it must handle scalar parameters and CPU modules, see '
+                  'VLFullyShardedDataParallel.', logger='current', level=logging.WARNING)
+    strategy['model_wrapper'] = model_wrapper
 
 
 def _adapt_deepspeed(cfg: Config, amp_requested: bool) -> None:
@@ -268,6 +332,13 @@ def _adapt_deepspeed(cfg: Config, amp_requested: bool) -> None:
             "strategy.type='DeepSpeedStrategy' needs the `deepspeed` package, which is not "
             'installed: `pip install deepspeed` (matching your torch / CUDA), or use '
             'configs/_base_/strategies/fsdp.py instead.')
+    _adapt_deepspeed_optim_wrapper(cfg)
+
+
+def _adapt_deepspeed_optim_wrapper(cfg: Config) -> None:
+    """Replace the method's ``optim_wrapper`` with ``DeepSpeedOptimWrapper`` (in place),
+    moving ``clip_grad`` / ``accumulative_counts`` into the strategy."""
+    strategy = cfg.strategy
     wrapper = cfg.get('optim_wrapper')
     if not isinstance(wrapper, dict):
         raise ValueError("strategy.type='DeepSpeedStrategy' needs an `optim_wrapper` dict "
