@@ -166,7 +166,10 @@ class VLFullyShardedDataParallel(MMFullyShardedDataParallel):
     Two things keep the plain wrapper from running these models:
 
     * Scalar parameters (the contrastive temperature ``logit_scale`` of LGDEA, CLIP, GLoRIA,
-      MGCA): FSDP refuses 0-d parameters. They are left out of sharding (``ignored_states``),
+      MGCA): FSDP refuses 0-d parameters; and parameters that the model rewrites in place
+      during its forward (MGCA's prototypes, re-normalised at every forward; their module sets
+      ``replicate_under_fsdp = True``): a shard cannot hold that change. Both are left out of
+      sharding (``ignored_states``),
       moved to the compute device, replicated on every rank, and their gradients are averaged
       over the ranks as soon as they are accumulated, which is what FSDP does for the sharded
       ones; checkpoints keep their shape, so they load into the unwrapped model.
@@ -188,32 +191,42 @@ class VLFullyShardedDataParallel(MMFullyShardedDataParallel):
         cpu = (not devices or devices == {'cpu'}) and not torch.cuda.is_available()
         if cpu:
             kwargs['device_id'] = torch.device('cpu')
-        scalars = [p for p in module.parameters() if p.dim() == 0]
-        if kwargs.get('sync_module_states') and (cpu or scalars):
+        replicated = _replicated_params(module)
+        if kwargs.get('sync_module_states') and (cpu or replicated):
             # torch syncs only GPU-held, sharded states: broadcast rank 0's CPU states here,
-            # and the replicated scalars in every case
+            # and the replicated replicated in every case
             _broadcast_from_rank0(list(module.parameters()) + list(module.buffers()) if cpu
-                                  else scalars)
+                                  else replicated)
             if cpu:
                 kwargs['sync_module_states'] = False
-        if scalars:
+        if replicated:
             clash = [k for k in ('ignored_modules', 'ignored_parameters') if kwargs.get(k)]
             if clash:
                 raise ValueError(
-                    f'strategy.model_wrapper.{clash[0]}: the model has scalar parameters, '
-                    'which VLFullyShardedDataParallel passes as `ignored_states`; give the '
+                    f'strategy.model_wrapper.{clash[0]}: the model has replicated (scalar or '
+                    'replicate_under_fsdp) parameters, which VLFullyShardedDataParallel '
+                    'passes as `ignored_states`; give the '
                     'ignored modules / parameters as `ignored_states` instead.')
-            kwargs['ignored_states'] = list(kwargs.get('ignored_states') or []) + scalars
+            kwargs['ignored_states'] = list(kwargs.get('ignored_states') or []) + replicated
             device = kwargs.get('device_id')
             if device is not None:
                 device = device if isinstance(device, torch.device) else torch.device(
                     'cuda', int(device))
-            for p in scalars:
+            for p in replicated:
                 if device is not None:
                     p.data = p.data.to(device)
                 p._replicated_under_fsdp = True
                 p.register_post_accumulate_grad_hook(_average_grad_over_ranks)
         super().__init__(module=module, **kwargs)
+
+
+def _replicated_params(module: nn.Module) -> list:
+    """Scalar parameters, and those of sub-modules with ``replicate_under_fsdp = True``."""
+    params = {id(p): p for p in module.parameters() if p.dim() == 0}
+    for sub in module.modules():
+        if getattr(sub, 'replicate_under_fsdp', False):
+            params.update({id(p): p for p in sub.parameters()})
+    return list(params.values())
 
 
 def _broadcast_from_rank0(tensors) -> None:
