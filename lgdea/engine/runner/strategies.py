@@ -112,7 +112,7 @@ class _ShardedClipMixin:
         world = torch_dist.get_world_size() if torch_dist.is_available() and \
             torch_dist.is_initialized() else 1
         grads = [p.grad.detach() for p in params if p.grad.numel()]
-        # a replicated (scalar) parameter is on every rank: its share of the sum, once
+        # a replicated parameter is on every rank: its share of the sum, counted once
         weights = [1.0 / world if getattr(p, '_replicated_under_fsdp', False) else 1.0
                    for p in params if p.grad.numel()]
         if math.isinf(norm_type):
@@ -194,7 +194,7 @@ class VLFullyShardedDataParallel(MMFullyShardedDataParallel):
         replicated = _replicated_params(module)
         if kwargs.get('sync_module_states') and (cpu or replicated):
             # torch syncs only GPU-held, sharded states: broadcast rank 0's CPU states here,
-            # and the replicated replicated in every case
+            # and the replicated parameters in every case
             _broadcast_from_rank0(list(module.parameters()) + list(module.buffers()) if cpu
                                   else replicated)
             if cpu:
