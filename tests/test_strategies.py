@@ -308,3 +308,24 @@ def test_fsdp_on_gloo_matches_ddp_lgdea_clip(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the CPU (gloo) path')
 def test_fsdp_on_gloo_matches_ddp_baselines(tmp_path):
     _check_fsdp_matches_ddp(['gloria', 'mgca'], tmp_path)
+
+
+# ----------------------------------------------------------------------------- tools
+def test_tools_pick_the_runner_from_the_config(tmp_path):
+    from tool_loader import load_tool
+    test_tool = load_tool('test')
+    cfg = _with_strategy(tmp_path, 'lgdea', 'fsdp')
+    test_tool.drop_training_strategy(cfg)
+    assert cfg.strategy is None and 'runner_type' not in cfg  # evaluated with Runner
+    cfg = _with_strategy(tmp_path, 'clip', 'deepspeed_zero3')
+    test_tool.drop_training_strategy(cfg)
+    assert cfg.strategy is None
+    cfg = Config(dict(runner_type='FlexibleRunner', strategy=dict(type='DDPStrategy')))
+    test_tool.drop_training_strategy(cfg)  # other strategies are kept
+    assert cfg.strategy.type == 'DDPStrategy' and cfg.runner_type == 'FlexibleRunner'
+
+    ckpt_dir = tmp_path / 'iter_2.pth'
+    ckpt_dir.mkdir()
+    args = test_tool.parse_args([str(tmp_path / 'lgdea_fsdp.py'), str(ckpt_dir)])
+    with pytest.raises(IsADirectoryError, match='DeepSpeed.*zero_to_fp32'):
+        test_tool.merge_args(Config.fromfile(str(tmp_path / 'lgdea_fsdp.py')), args)
