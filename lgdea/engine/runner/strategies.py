@@ -330,7 +330,6 @@ def _adapt_fsdp(cfg: Config) -> None:
 
 
 def _adapt_deepspeed(cfg: Config, amp_requested: bool) -> None:
-    strategy = cfg.strategy
     if amp_requested:
         raise ValueError("--amp does not apply to strategy.type='DeepSpeedStrategy': its "
                          'precision is strategy.bf16 / strategy.fp16 (bf16 is on in '
