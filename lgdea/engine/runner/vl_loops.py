@@ -7,6 +7,7 @@
   one run (retrieval + zero-shot + grounding sets), each metric key prefixed by its set name.
 """
 import json
+import contextlib
 import math
 import os.path as osp
 from collections import OrderedDict
@@ -70,9 +71,29 @@ def dump_test_results(runner, metrics: Dict[str, Any]) -> Optional[str]:
     return path
 
 
+@contextlib.contextmanager
+def _gathered_eval(runner):
+    """The batches and metrics of an evaluation run with full parameters (DeepSpeed ZeRO-3).
+
+    Under FSDP evaluation is refused: the metrics are computed on rank 0 alone with the
+    unwrapped model, whose per-block FSDP units would start collectives that the other ranks
+    never join.
+    """
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    model = runner.model
+    if isinstance(model, FullyShardedDataParallel):
+        raise RuntimeError(
+            'Validation / testing inside an FSDP run (configs/_base_/strategies/fsdp.py) is not '
+            'supported: the retrieval and zero-shot metrics call the unwrapped model on rank 0 '
+            'only. Train with --no-validate and evaluate the checkpoint (one file, full '
+            'weights) with tools/test.py, which uses the standard Runner.')
+    with gathered_params(model):
+        yield
+
+
 def _run_single(loop, stage: str) -> dict:
     """mmengine's ``ValLoop.run`` / ``TestLoop.run``, with the batches and the metric
-    computation inside :func:`gathered_params` (full parameters under FSDP / ZeRO-3, where
+    computation inside :func:`_gathered_eval` (full parameters under FSDP / ZeRO-3, where
     the metrics call the unwrapped model); the epoch hooks run outside it."""
     runner = loop.runner
     losses = getattr(loop, f'{stage}_loss')
@@ -80,7 +101,7 @@ def _run_single(loop, stage: str) -> dict:
     runner.call_hook(f'before_{stage}_epoch')
     runner.model.eval()
     losses.clear()
-    with gathered_params(runner.model):
+    with _gathered_eval(runner):
         for idx, data_batch in enumerate(loop.dataloader):
             loop.run_iter(idx, data_batch)
         metrics = loop.evaluator.evaluate(len(loop.dataloader.dataset))
@@ -195,7 +216,7 @@ class _MultiLoopMixin:
             if hasattr(dl.dataset, 'metainfo'):
                 self.runner.visualizer.dataset_meta = dl.dataset.metainfo
             getattr(self, losses_attr).clear()
-            with gathered_params(model):
+            with _gathered_eval(self.runner):
                 for idx, data_batch in enumerate(dl):
                     self.run_iter(idx, data_batch)
                 metrics = ev.evaluate(len(dl.dataset))
