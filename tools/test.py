@@ -25,14 +25,16 @@ import mmengine
 from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
 from mmengine.evaluator import DumpResults
+from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 _REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
+from lgdea.engine.runner import build_runner as build_strategy_runner  # noqa: E402
 from lgdea.engine.runner import (check_finite_model, set_dataloader_defaults,  # noqa: E402
-                                 setup_runner_env, teardown_runner_env)
+                                 setup_runner_env, strategy_type, teardown_runner_env)
 from lgdea.evaluation.linear_probe import (merge_results_json,  # noqa: E402
                                            run_linear_probe_with_runner)
 from lgdea.utils import register_all_modules  # noqa: E402
@@ -82,6 +84,12 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if osp.isdir(osp.expanduser(args.checkpoint)):
+        raise IsADirectoryError(
+            f'checkpoint {args.checkpoint} is a directory (a DeepSpeed checkpoint or an FSDP '
+            "one saved with state_dict_cfg='local'); tools/test.py loads one file. Convert a "
+            'DeepSpeed checkpoint with the zero_to_fp32.py script DeepSpeed writes into it, or '
+            "train FSDP with state_dict_cfg='full' (configs/_base_/strategies/fsdp.py).")
     if not osp.isfile(osp.expanduser(args.checkpoint)) and '://' not in args.checkpoint:
         raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist.')
     cfg.load_from = args.checkpoint
@@ -93,15 +101,32 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             raise ValueError(f'{args.config} has no `{field}`; tools/test.py needs '
                              'test_dataloader, test_cfg and test_evaluator.')
     set_dataloader_defaults(cfg, no_pin_memory=args.no_pin_memory)
+    drop_training_strategy(cfg)
     return cfg
 
 
+def drop_training_strategy(cfg: Config) -> None:
+    """Evaluate an FSDP / DeepSpeed config with the standard Runner (in place).
+
+    Those strategies shard parameters and optimizer state for training; the evaluation loops and
+    metrics use the whole model, and the checkpoint (FSDP ``state_dict_cfg='full'``, or a
+    DeepSpeed one converted to a single file) holds the full weights, so ``strategy`` (and a
+    ``runner_type='FlexibleRunner'`` that only served it) is removed. Other strategies are kept.
+    """
+    kind = strategy_type(cfg)
+    if kind not in ('FSDPStrategy', 'DeepSpeedStrategy'):
+        return
+    cfg.strategy = None
+    if str(cfg.get('runner_type', '')).split('.')[-1] == 'FlexibleRunner':
+        cfg.pop('runner_type')
+    print_log(f'tools/test.py: strategy {kind} is for training; evaluating with the standard '
+              'Runner (DDP under a launcher).', logger='current')
+
+
 def build_runner(cfg: Config) -> Runner:
-    """``RUNNERS.build(cfg)`` when the config names a ``runner_type``, else ``Runner.from_cfg``."""
-    if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
-    from lgdea.registry import RUNNERS
-    return RUNNERS.build(cfg)
+    """``RUNNERS.build(cfg)`` for a ``runner_type``, ``FlexibleRunner`` for a remaining
+    ``strategy``, else ``Runner.from_cfg``."""
+    return build_strategy_runner(cfg)
 
 
 def _results_file(runner: Runner) -> str:

@@ -25,6 +25,7 @@ _REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
+from lgdea.engine.runner import build_runner as build_strategy_runner  # noqa: E402
 from lgdea.engine.runner import (check_hook_args, set_dataloader_defaults,  # noqa: E402
                                  setup_runner_env, teardown_runner_env)
 from lgdea.utils import register_all_modules  # noqa: E402
@@ -118,11 +119,9 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
 
 def build_runner(cfg: Config) -> Runner:
-    """``RUNNERS.build(cfg)`` when the config names a ``runner_type``, else ``Runner.from_cfg``."""
-    if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
-    from lgdea.registry import RUNNERS
-    return RUNNERS.build(cfg)
+    """``RUNNERS.build(cfg)`` for a ``runner_type``, ``FlexibleRunner`` for a ``strategy`` (FSDP,
+    DeepSpeed: ``configs/_base_/strategies/``), else ``Runner.from_cfg``."""
+    return build_strategy_runner(cfg)
 
 
 def main(argv: Optional[List[str]] = None) -> Runner:
@@ -135,7 +134,7 @@ def main(argv: Optional[List[str]] = None) -> Runner:
     register_all_modules()
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
-    setup_runner_env(cfg)
+    setup_runner_env(cfg, amp_requested=args.amp)
     try:
         runner = build_runner(cfg)
         check_hook_args(runner)

@@ -5,6 +5,7 @@ import torch.distributed as torch_dist
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from lgdea.engine.runner.strategies import gathered_params
 from lgdea.registry import HOOKS
 from lgdea.utils.dist import get_rank, is_distributed
 
@@ -51,15 +52,17 @@ class PrototypeInitHook(Hook):
         phrases = self._sample_phrases(runner.train_dataloader.dataset)
         was_training = model.training
         model.eval()
-        with torch.no_grad():
-            z = torch.cat([model.encode_phrases(phrases[i:i + self.batch_size])
-                           for i in range(0, len(phrases), self.batch_size)])
-        model.train(was_training)
-        if get_rank() == 0:
-            head.init_from_embeddings(z)
-        if is_distributed():
-            torch_dist.broadcast(head.mu.data, src=0)
-            head.kmeans_done.fill_(True)
+        # FSDP / ZeRO-3 shard the encoders and the prototypes outside the wrapper's forward
+        with gathered_params(runner.model, writeback=True):
+            with torch.no_grad():
+                z = torch.cat([model.encode_phrases(phrases[i:i + self.batch_size])
+                               for i in range(0, len(phrases), self.batch_size)])
+            model.train(was_training)
+            if get_rank() == 0:
+                head.init_from_embeddings(z)
+            if is_distributed():
+                torch_dist.broadcast(head.mu.data, src=0)
+                head.kmeans_done.fill_(True)
         runner.logger.info(f'PrototypeInitHook: K={head.num_prototypes} prototypes set by '
                            f'k-means over {z.shape[0]} evidence phrases of '
                            f'{self._n_reports} training reports.')

@@ -27,6 +27,7 @@ from mmengine.dataset import Compose
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from lgdea.engine.runner.strategies import gathered_params
 from lgdea.registry import HOOKS
 
 #: In-batch diagnostics summarised over the propagated iterations.
@@ -205,7 +206,8 @@ class UnpairedDiagnosticsHook(Hook):
 
     def _record(self, runner, step: int) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        stats = self.measure(model, runner.train_dataloader.dataset)
+        with gathered_params(runner.model):  # full parameters under FSDP / ZeRO-3
+            stats = self.measure(model, runner.train_dataloader.dataset)
         if not stats:
             return
         self.history.append(dict(iter=step, **stats))

@@ -11,7 +11,8 @@ for a distributed run on CPU (or with ``env_cfg.dist_cfg.backend='gloo'``):
    ``Runner.setup_env`` only calls ``init_dist`` when ``is_distributed()`` is False
    (``if self.distributed and not is_distributed()``), so mmengine then uses this group;
 3. selects :class:`CPUDistributedDataParallel` as the model wrapper (``model_wrapper_cfg`` of
-   ``Runner``, ``strategy.model_wrapper`` of ``FlexibleRunner`` + ``DDPStrategy``).
+   ``Runner``, ``strategy.model_wrapper`` of ``FlexibleRunner`` + ``DDPStrategy``), or
+   ``FSDPStrategy`` already has :class:`~lgdea.engine.runner.strategies.VLFullyShardedDataParallel`.
 
 With CUDA and a non-gloo backend it leaves initialisation to mmengine. In every case it also
 scopes collate functions registered only in lgdea's FUNCTIONS (``dict(type='my_collate')``
@@ -35,6 +36,8 @@ from mmengine.logging import print_log
 from mmengine.registry import FUNCTIONS as ROOT_FUNCTIONS
 
 from lgdea.registry import FUNCTIONS
+
+from .strategies import prepare_strategy_cfg
 
 __all__ = ['setup_runner_env', 'teardown_runner_env', 'resolve_collate_fn_scopes',
            'drop_disabled_default_hooks', 'set_dataloader_defaults', 'CPU_MODEL_WRAPPER',
@@ -204,16 +207,22 @@ def _init_gloo_process_group(launcher: str, dist_cfg: dict) -> None:
 def _select_cpu_model_wrapper(cfg: Config) -> None:
     """Make the runner wrap the model with :class:`CPUDistributedDataParallel`."""
     runner_type = cfg.get('runner_type')
-    if isinstance(runner_type, str) and runner_type.split('.')[-1] == 'FlexibleRunner':
+    flexible = (cfg.get('strategy') is not None if runner_type is None else
+                isinstance(runner_type, str) and runner_type.split('.')[-1] == 'FlexibleRunner')
+    if flexible:
         strategy = cfg.get('strategy')
         if strategy is None:
             cfg.strategy = ConfigDict(
                 type='DDPStrategy',
                 model_wrapper=dict(type=CPU_MODEL_WRAPPER, broadcast_buffers=False))
             return
-        if str(strategy.get('type', '')).split('.')[-1] != 'DDPStrategy':
-            print_log(f'strategy {strategy.get("type")!r} is kept as configured; only DDPStrategy '
-                      'is adapted to CPU (gloo) training.', logger='current', level=logging.WARNING)
+        kind = str(strategy.get('type', '')).split('.')[-1]
+        if kind == 'FSDPStrategy':
+            return  # VLFullyShardedDataParallel (prepare_strategy_cfg) handles CPU modules
+        if kind != 'DDPStrategy':
+            print_log(f'strategy {strategy.get("type")!r} is kept as configured; only '
+                      'DDPStrategy and FSDPStrategy are adapted to CPU (gloo) training.',
+                      logger='current', level=logging.WARNING)
             return
         wrapper = strategy.get('model_wrapper') or ConfigDict(broadcast_buffers=False)
         if wrapper.get('type') in _REPLACEABLE_WRAPPERS:
@@ -261,16 +270,21 @@ def drop_disabled_default_hooks(cfg: Config) -> Config:
     return cfg
 
 
-def setup_runner_env(cfg: Config) -> Config:
+def setup_runner_env(cfg: Config, amp_requested: bool = False) -> Config:
     """Prepare ``cfg`` (and the process group) before the runner is built.
 
     Call it after ``cfg.launcher`` is set and the command-line options are merged, right
     before ``Runner.from_cfg(cfg)`` / ``RUNNERS.build(cfg)``.
 
+    A ``strategy`` (FSDP, DeepSpeed) is checked and given its optimizer wrapper first
+    (:func:`lgdea.engine.runner.strategies.prepare_strategy_cfg`).
+
     Args:
         cfg: the merged config; edited in place (``env_cfg.dist_cfg.backend``,
-            ``model_wrapper_cfg`` or ``strategy``, ``*_dataloader.collate_fn.type``,
-            ``default_hooks`` entries set to None).
+            ``model_wrapper_cfg`` or ``strategy``, ``optim_wrapper`` for a strategy,
+            ``*_dataloader.collate_fn.type``, ``default_hooks`` entries set to None).
+        amp_requested: ``tools/train.py --amp`` was given (refused with DeepSpeed, whose
+            precision is configured in the strategy).
 
     Returns:
         The same ``cfg``.
@@ -280,6 +294,7 @@ def setup_runner_env(cfg: Config) -> Config:
     launcher = cfg.get('launcher') or 'none'
     if launcher not in _LAUNCHERS:
         raise ValueError(f'launcher must be one of {_LAUNCHERS}, got {launcher!r}')
+    prepare_strategy_cfg(cfg, amp_requested=amp_requested)
     if launcher == 'none':
         return cfg
 

@@ -7,6 +7,7 @@
   one run (retrieval + zero-shot + grounding sets), each metric key prefixed by its set name.
 """
 import json
+import contextlib
 import math
 import os.path as osp
 from collections import OrderedDict
@@ -22,6 +23,8 @@ from mmengine.runner.loops import TestLoop, ValLoop, _parse_losses
 from torch.utils.data import DataLoader
 
 from lgdea.registry import LOOPS
+
+from .strategies import gathered_params
 
 __all__ = ['VLValLoop', 'VLTestLoop', 'VLMultiValLoop', 'VLMultiTestLoop', 'bind_model_to_metrics',
            'to_jsonable', 'dump_test_results']
@@ -68,13 +71,54 @@ def dump_test_results(runner, metrics: Dict[str, Any]) -> Optional[str]:
     return path
 
 
+@contextlib.contextmanager
+def _gathered_eval(runner):
+    """The batches and metrics of an evaluation run with full parameters (DeepSpeed ZeRO-3).
+
+    Under FSDP evaluation is refused: the metrics are computed on rank 0 alone with the
+    unwrapped model, whose per-block FSDP units would start collectives that the other ranks
+    never join.
+    """
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    model = runner.model
+    if isinstance(model, FullyShardedDataParallel):
+        raise RuntimeError(
+            'Validation / testing inside an FSDP run (configs/_base_/strategies/fsdp.py) is not '
+            'supported: the retrieval and zero-shot metrics call the unwrapped model on rank 0 '
+            'only. Train with --no-validate and evaluate the checkpoint (one file, full '
+            'weights) with tools/test.py, which uses the standard Runner.')
+    with gathered_params(model):
+        yield
+
+
+def _run_single(loop, stage: str) -> dict:
+    """mmengine's ``ValLoop.run`` / ``TestLoop.run``, with the batches and the metric
+    computation inside :func:`_gathered_eval` (full parameters under FSDP / ZeRO-3, where
+    the metrics call the unwrapped model); the epoch hooks run outside it."""
+    runner = loop.runner
+    losses = getattr(loop, f'{stage}_loss')
+    runner.call_hook(f'before_{stage}')
+    runner.call_hook(f'before_{stage}_epoch')
+    runner.model.eval()
+    losses.clear()
+    with _gathered_eval(runner):
+        for idx, data_batch in enumerate(loop.dataloader):
+            loop.run_iter(idx, data_batch)
+        metrics = loop.evaluator.evaluate(len(loop.dataloader.dataset))
+    if losses:
+        metrics.update(_parse_losses(losses, stage))
+    runner.call_hook(f'after_{stage}_epoch', metrics=metrics)
+    runner.call_hook(f'after_{stage}')
+    return metrics
+
+
 @LOOPS.register_module()
 class VLValLoop(ValLoop):
     """``ValLoop`` that binds the model to the metrics first (same arguments)."""
 
     def run(self) -> dict:
         bind_model_to_metrics(self.evaluator, self.runner.model)
-        return super().run()
+        return _run_single(self, 'val')
 
 
 @LOOPS.register_module()
@@ -94,7 +138,7 @@ class VLTestLoop(TestLoop):
 
     def run(self) -> dict:
         bind_model_to_metrics(self.evaluator, self.runner.model)
-        metrics = super().run()
+        metrics = _run_single(self, 'test')
         if self.dump_results:
             self.results_file = dump_test_results(self.runner, metrics)
         return metrics
@@ -172,9 +216,10 @@ class _MultiLoopMixin:
             if hasattr(dl.dataset, 'metainfo'):
                 self.runner.visualizer.dataset_meta = dl.dataset.metainfo
             getattr(self, losses_attr).clear()
-            for idx, data_batch in enumerate(dl):
-                self.run_iter(idx, data_batch)
-            metrics = ev.evaluate(len(dl.dataset))
+            with _gathered_eval(self.runner):
+                for idx, data_batch in enumerate(dl):
+                    self.run_iter(idx, data_batch)
+                metrics = ev.evaluate(len(dl.dataset))
             losses = getattr(self, losses_attr)
             if losses:
                 metrics.update(_parse_losses(losses, self._stage))

@@ -37,6 +37,10 @@ class PrototypeAlignmentLoss(nn.Module):
             are per rank: default False).
     """
 
+    #: The prototypes are re-normalised in place at every forward: under FSDP they stay whole
+    #: on every rank (lgdea.engine.runner.strategies.VLFullyShardedDataParallel).
+    replicate_under_fsdp = True
+
     def __init__(self, embed_dims: int = 128, num_prototypes: int = 500,
                  temperature: float = 0.2, epsilon: float = 0.05,
                  sinkhorn_iterations: int = 3, distributed_sinkhorn: bool = False):
