@@ -63,6 +63,9 @@ class ExtractionSummary:
         done: extracted now with status ok.
         failed: extracted now and recorded as failures (plus cached failures not retried).
         rejected: phrases rejected by verification in this run.
+        rejected_by_reason: those rejections by reason (``unsupported``, ``laterality``,
+            ``negation``, ``certainty``, ``finding_mismatch``; ``unrecorded`` for records
+            without reasons).
         seconds: wall time of the run.
     """
 
@@ -72,15 +75,17 @@ class ExtractionSummary:
     failed: int = 0
     skipped_failed: int = 0
     rejected: int = 0
+    rejected_by_reason: Dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     extractor: Dict = field(default_factory=dict)
 
     def __str__(self) -> str:
         rate = self.done / self.seconds if self.seconds > 0 else float('nan')
+        why = ', '.join(f'{k} {v}' for k, v in sorted(self.rejected_by_reason.items()))
         return (f'evidence extraction: {self.total} reports | cached {self.cached} | done '
                 f'{self.done} | failed {self.failed} (+{self.skipped_failed} earlier failures '
-                f'not retried) | rejected phrases {self.rejected} | {self.seconds:.1f}s '
-                f'({rate:.1f} reports/s)')
+                f'not retried) | rejected phrases {self.rejected}{f" ({why})" if why else ""}'
+                f' | {self.seconds:.1f}s ({rate:.1f} reports/s)')
 
 
 def _unique(texts: Sequence[str]) -> Dict[str, str]:
@@ -154,6 +159,8 @@ def run_extraction(texts: Sequence[str], extractor: ExtractorCfg, cache_dir: str
             else:
                 summary.failed += 1
             summary.rejected += len(rec.rejected)
+            for reason in rec.rejected_reasons or ['unrecorded'] * len(rec.rejected):
+                summary.rejected_by_reason[reason] = summary.rejected_by_reason.get(reason, 0) + 1
             if len(pending) >= flush_every or time.time() - last_flush[0] >= flush_seconds:
                 flush()
             if bar is not None:

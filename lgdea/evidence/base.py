@@ -124,13 +124,15 @@ class BaseEvidenceExtractor(metaclass=ABCMeta):
 
     # ---------------------------------------------------------------------- extraction
     def make_record(self, text: str, *, status: str, findings: Sequence[EvidenceFinding] = (),
-                    rejected: Sequence[str] = (), error: Optional[str] = None,
+                    rejected: Sequence[str] = (), rejected_reasons: Sequence[str] = (),
+                    error: Optional[str] = None,
                     attempts: int = 1, dropped_before: Optional[dict] = None) -> EvidenceRecord:
         """Apply the policy to raw ``findings`` and wrap the outcome as a cache record.
 
         ``dropped_before`` counts findings an extractor already dropped by the same policy
         (:meth:`EvidencePolicy.drop_reason`) without building them; they are added to the
-        record's ``dropped`` counts.
+        record's ``dropped`` counts. ``rejected_reasons`` gives one verification reason per
+        ``rejected`` phrase (:data:`lgdea.evidence.verification.REJECTION_REASONS`).
         """
         kept, dropped = self.policy.apply(list(findings)) if status == 'ok' else ([], {})
         if dropped_before:
@@ -142,7 +144,8 @@ class BaseEvidenceExtractor(metaclass=ABCMeta):
             extractor_version=self.version, prompt_hash=self.prompt_hash,
             config_hash=self.config_hash, status=status,
             phrases=self.policy.phrases(kept) if status == 'ok' else [],
-            findings=kept, rejected=list(rejected), dropped=dropped, error=error,
+            findings=kept, rejected=list(rejected),
+            rejected_reasons=list(rejected_reasons), dropped=dropped, error=error,
             attempts=attempts, created=time.time())
 
     def _extract_findings(self, text: str) -> List[EvidenceFinding]:
