@@ -144,3 +144,58 @@ def test_printed_command_fills_the_cache(tmp_path, monkeypatch):
     cache = EvidenceCache(str(tmp_path), __import__('lgdea.evidence', fromlist=['x'])
                           .build_extractor(cfg))
     assert len(cache) == len(texts)
+
+
+MESSY = ['Small left pleural effusion.\n', 'Mild  cardiomegaly.',
+         'Heart\tsize is normal.\tNo pneumothorax.', 'Right basilar atelectasis.\r\nNo effusion.\r\n']
+
+
+def _generic_reports(tmp_path, texts):
+    from lgdea.datasets import GenericVLDataset
+    ann = tmp_path / 'ann.jsonl'
+    ann.write_text(''.join(json.dumps({'report': t, 'study_id': f's{i}'}) + '\n'
+                           for i, t in enumerate(texts)))
+    ds = GenericVLDataset(data_root=str(tmp_path), ann_file='ann.jsonl')
+    return [ds.get_data_info(i)['report'] for i in range(len(ds))]
+
+
+def test_cli_extraction_is_found_by_the_dataset_whatever_the_whitespace(tmp_path):
+    pytest.importorskip('langchain_openai')
+    reports = tmp_path / 'reports.jsonl'
+    reports.write_text(''.join(json.dumps({'id': i, 'report': t}) + '\n'
+                               for i, t in enumerate(MESSY)))
+    dataset_texts = _generic_reports(tmp_path, MESSY)
+    assert dataset_texts[1] == 'Mild cardiomegaly.'  # the dataset collapses whitespace
+    cache = str(tmp_path / 'cache')
+    with OpenAIStubServer() as server:
+        cfg = dict(type='llm', backend='openai', model='stub', base_url=server.url)
+        assert cli.main(['--reports', str(reports), '--extractor', 'llm', '--backend', 'openai',
+                         '--model', 'stub', '--base-url', server.url, '--cache-dir', cache,
+                         '--no-progress']) == 0
+        n_requests = server.n_requests
+        phrases = ensure_evidence(dataset_texts, cfg, cache)  # raised EvidenceMissingError
+        assert load_evidence(MESSY, cfg, cache) == phrases  # the raw texts find the same keys
+        assert server.n_requests == n_requests == len(MESSY)
+    assert phrases[1] == ['mild cardiomegaly']
+
+
+def test_old_raw_text_keys_are_found_and_rekeyed(tmp_path):
+    from lgdea.evidence import LLMEvidenceExtractor, run_extraction, sha256_text
+    from lgdea.evidence.testing import ScriptedChatModel
+
+    def never(report, i):
+        raise AssertionError('a re-keyed record must not be extracted again')
+
+    ext = LLMEvidenceExtractor(chat_model=ScriptedChatModel(responder=never), max_retries=0)
+    old = [ext.make_record(t, status='ok', findings=[]).model_copy(
+        update=dict(text_sha256=sha256_text(t))) for t in MESSY]  # the pre-normalisation key
+    EvidenceCache(str(tmp_path), ext).append(old)
+    dataset_texts = _generic_reports(tmp_path, MESSY)
+    assert len(load_evidence(MESSY, ext, str(tmp_path))) == 4  # found under the old key
+    with pytest.raises(EvidenceMissingError, match='re-run that extraction command'):
+        load_evidence(dataset_texts, ext, str(tmp_path))
+    summary = run_extraction(MESSY, ext, str(tmp_path), show_progress=False)
+    assert (summary.cached, summary.rekeyed, summary.done) == (4, 4, 0)
+    assert 're-keyed 4' in str(summary)
+    assert load_evidence(dataset_texts, ext, str(tmp_path)) == [
+        ['no acute cardiopulmonary abnormality']] * 4

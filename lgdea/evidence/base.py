@@ -11,8 +11,24 @@ from .schema import EvidenceFinding, EvidenceRecord
 
 
 def sha256_text(text: str) -> str:
-    """sha256 hex digest of a report text, exactly as given (UTF-8)."""
+    """sha256 hex digest of a text exactly as given (UTF-8). Cache keys use
+    :func:`report_key`; this raw digest is the key scheme of caches written before it."""
     return hashlib.sha256(text.encode('utf-8')).hexdigest()
+
+
+def normalize_report_text(text: str) -> str:
+    """The report text that is extracted and hashed: every run of whitespace (spaces, tabs,
+    CR/LF, form feeds, non-breaking spaces) becomes one space, ends stripped.
+
+    Datasets (``GenericVLDataset``, ``IUXrayDataset``, the MIMIC section parser) already give
+    their reports in this form, so their keys are the same as the raw digest.
+    """
+    return ' '.join(text.split())
+
+
+def report_key(text: str) -> str:
+    """Evidence-cache key of a report: sha256 of :func:`normalize_report_text`."""
+    return sha256_text(normalize_report_text(text))
 
 
 def stable_hash(obj) -> str:
@@ -140,7 +156,7 @@ class BaseEvidenceExtractor(metaclass=ABCMeta):
             for reason, n in dropped_before.items():
                 dropped[reason] = dropped.get(reason, 0) + n
         return EvidenceRecord(
-            text_sha256=sha256_text(text), extractor_id=self.extractor_id,
+            text_sha256=report_key(text), extractor_id=self.extractor_id,
             extractor_version=self.version, prompt_hash=self.prompt_hash,
             config_hash=self.config_hash, status=status,
             phrases=self.policy.phrases(kept) if status == 'ok' else [],

@@ -4,6 +4,8 @@ import json
 import os
 from typing import List, Optional, Tuple
 
+from .base import normalize_report_text
+
 
 def format_sectioned_report(findings: Optional[str] = None,
                             impression: Optional[str] = None) -> Optional[str]:
@@ -17,7 +19,8 @@ def format_sectioned_report(findings: Optional[str] = None,
     Returns:
         The text, or None when both sections are empty.
     """
-    parts = [' '.join(str(p).split()) for p in (findings, impression) if p and str(p).strip()]
+    parts = [normalize_report_text(str(p)) for p in (findings, impression)
+             if p and str(p).strip()]
     return ' '.join(parts) if parts else None
 
 
