@@ -102,7 +102,8 @@ def test_config_datasets_through_registry(tmp_path, capsys):
     assert cli.main([cfg, '--dataset-key', 'train_dataloader.dataset', '--dataset-key',
                      'val_dataloader.dataset', '--no-progress']) == 0
     out = capsys.readouterr().out
-    assert 'train_dataloader.dataset: EvidenceCLITestReports -> 4 reports (1 records' in out
+    assert ('train_dataloader.dataset: EvidenceCLITestReports -> 4 reports (4 distinct), '
+            '0 image-only records, 1 records without report text') in out
     # the config's evidence.extractor and evidence.cache_dir were used
     phrases = load_evidence(SYNTHETIC[:4], dict(type='rule', policy=dict(keep_devices=True)),
                             cache)
@@ -199,3 +200,48 @@ def test_old_raw_text_keys_are_found_and_rekeyed(tmp_path):
     assert 're-keyed 4' in str(summary)
     assert load_evidence(dataset_texts, ext, str(tmp_path)) == [
         ['no acute cardiopulmonary abnormality']] * 4
+
+
+@pytest.mark.parametrize('name', ['reports.jsonl', 'reports.csv'])
+def test_non_utf8_report_file_names_file_line_and_fix(tmp_path, name):
+    path = tmp_path / name
+    head = b'id,report\n1,Mild cardiomegaly.\n' if name.endswith('.csv') else \
+        b'{"id": 1, "report": "Mild cardiomegaly."}\n'
+    bad = b'2,Small effusion at the left base \xe9.\n' if name.endswith('.csv') else \
+        b'{"id": 2, "report": "Small effusion \xe9."}\n'
+    path.write_bytes(head + bad)
+    line = 3 if name.endswith('.csv') else 2  # the file's line (a CSV's header is line 1)
+    with pytest.raises(ValueError, match=rf'line {line}, column \d+: byte 0xe9 is not UTF-8'
+                       ) as err:
+        read_reports(str(path))
+    assert str(path) in str(err.value) and 'iconv' in str(err.value)
+    with pytest.raises(SystemExit, match=f'line {line}, column'):
+        cli.main(['--reports', str(path), '--cache-dir', str(tmp_path / 'c'), '--no-progress'])
+    path.write_bytes(b'\xef\xbb\xbf' + head)  # a UTF-8 byte-order mark is fine
+    assert read_reports(str(path))[0] == [('1', 'Mild cardiomegaly.')]
+
+
+@DATASETS.register_module(force=True)
+class EvidenceCLIPairingItems(BaseDataset):
+    """Image, pair and report items like ``LimitedPairingDataset`` (plus one empty report)."""
+
+    def __init__(self, pipeline=(), **kwargs):
+        super().__init__(pipeline=list(pipeline), lazy_init=True, serialize_data=False, **kwargs)
+
+    def load_data_list(self):
+        return [dict(kind='image', img_path='a.png', study_id='1'),
+                dict(kind='image', img_path='b.png', study_id='2'),
+                dict(kind='image', img_path='c.png', study_id='3'),
+                dict(kind='pair', img_path='a.png', study_id='1', report='Mild cardiomegaly.'),
+                dict(kind='report', study_id='1', report='Mild cardiomegaly.'),
+                dict(kind='report', study_id='4', report='Clear lungs.'),
+                dict(kind='report', study_id='5', report='  ')]
+
+
+def test_summary_counts_image_items_apart_from_missing_reports(tmp_path, capsys):
+    cfg = tmp_path / 'pairing_cfg.py'
+    cfg.write_text("train_dataloader = dict(dataset=dict(type='EvidenceCLIPairingItems'))\n")
+    assert cli.main([str(cfg), '--cache-dir', str(tmp_path / 'c'), '--no-progress']) == 0
+    out = capsys.readouterr().out
+    assert ('EvidenceCLIPairingItems -> 3 reports (2 distinct), 3 image-only records, '
+            '1 records without report text') in out
