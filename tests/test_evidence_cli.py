@@ -148,7 +148,8 @@ def test_printed_command_fills_the_cache(tmp_path, monkeypatch):
 
 
 MESSY = ['Small left pleural effusion.\n', 'Mild  cardiomegaly.',
-         'Heart\tsize is normal.\tNo pneumothorax.', 'Right basilar atelectasis.\r\nNo effusion.\r\n']
+         'Heart\tsize is normal.\tNo pneumothorax.',
+         'Right basilar atelectasis.\r\nNo effusion.\r\n']
 
 
 def _generic_reports(tmp_path, texts):

@@ -85,9 +85,11 @@ class ExtractionSummary:
     def __str__(self) -> str:
         rate = self.done / self.seconds if self.seconds > 0 else float('nan')
         why = ', '.join(f'{k} {v}' for k, v in sorted(self.rejected_by_reason.items()))
+        why = f' ({why})' if why else ''
+        rekeyed = f' (re-keyed {self.rekeyed})' if self.rekeyed else ''
         return (f'evidence extraction: {self.total} reports | cached {self.cached} | done '
                 f'{self.done} | failed {self.failed} (+{self.skipped_failed} earlier failures '
-                f'not retried){f" (re-keyed {self.rekeyed})" if self.rekeyed else ""} | rejected phrases {self.rejected}{f" ({why})" if why else ""}'
+                f'not retried){rekeyed} | rejected phrases {self.rejected}{why}'
                 f' | {self.seconds:.1f}s ({rate:.1f} reports/s)')
 
 
