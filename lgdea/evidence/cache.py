@@ -2,8 +2,8 @@
 
 Key of an entry: ``(sha256 of the whitespace-normalised report text (:func:`report_key`),
 extractor id, extractor version, prompt hash, config hash)``. The four extractor fields
-select the file ``<cache_dir>/evidence-<extractor_id>-<namespace>.jsonl``; inside it entries are found by the
-text hash. The report text itself is never stored.
+select the file ``<cache_dir>/evidence-<extractor_id>-<namespace>.jsonl``; inside it entries
+are found by the text hash. The report text itself is never stored.
 
 Durability: records are appended with one ``os.write`` per batch on an ``O_APPEND`` descriptor
 under an advisory lock, then ``fsync``-ed, so a process killed at any moment leaves at most a
