@@ -102,7 +102,8 @@ def test_config_datasets_through_registry(tmp_path, capsys):
     assert cli.main([cfg, '--dataset-key', 'train_dataloader.dataset', '--dataset-key',
                      'val_dataloader.dataset', '--no-progress']) == 0
     out = capsys.readouterr().out
-    assert 'train_dataloader.dataset: EvidenceCLITestReports -> 4 reports (1 records' in out
+    assert ('train_dataloader.dataset: EvidenceCLITestReports -> 4 reports (4 distinct), '
+            '0 image-only records, 1 records without report text') in out
     # the config's evidence.extractor and evidence.cache_dir were used
     phrases = load_evidence(SYNTHETIC[:4], dict(type='rule', policy=dict(keep_devices=True)),
                             cache)
@@ -144,3 +145,104 @@ def test_printed_command_fills_the_cache(tmp_path, monkeypatch):
     cache = EvidenceCache(str(tmp_path), __import__('lgdea.evidence', fromlist=['x'])
                           .build_extractor(cfg))
     assert len(cache) == len(texts)
+
+
+MESSY = ['Small left pleural effusion.\n', 'Mild  cardiomegaly.',
+         'Heart\tsize is normal.\tNo pneumothorax.',
+         'Right basilar atelectasis.\r\nNo effusion.\r\n']
+
+
+def _generic_reports(tmp_path, texts):
+    from lgdea.datasets import GenericVLDataset
+    ann = tmp_path / 'ann.jsonl'
+    ann.write_text(''.join(json.dumps({'report': t, 'study_id': f's{i}'}) + '\n'
+                           for i, t in enumerate(texts)))
+    ds = GenericVLDataset(data_root=str(tmp_path), ann_file='ann.jsonl')
+    return [ds.get_data_info(i)['report'] for i in range(len(ds))]
+
+
+def test_cli_extraction_is_found_by_the_dataset_whatever_the_whitespace(tmp_path):
+    pytest.importorskip('langchain_openai')
+    reports = tmp_path / 'reports.jsonl'
+    reports.write_text(''.join(json.dumps({'id': i, 'report': t}) + '\n'
+                               for i, t in enumerate(MESSY)))
+    dataset_texts = _generic_reports(tmp_path, MESSY)
+    assert dataset_texts[1] == 'Mild cardiomegaly.'  # the dataset collapses whitespace
+    cache = str(tmp_path / 'cache')
+    with OpenAIStubServer() as server:
+        cfg = dict(type='llm', backend='openai', model='stub', base_url=server.url)
+        assert cli.main(['--reports', str(reports), '--extractor', 'llm', '--backend', 'openai',
+                         '--model', 'stub', '--base-url', server.url, '--cache-dir', cache,
+                         '--no-progress']) == 0
+        n_requests = server.n_requests
+        phrases = ensure_evidence(dataset_texts, cfg, cache)  # raised EvidenceMissingError
+        assert load_evidence(MESSY, cfg, cache) == phrases  # the raw texts find the same keys
+        assert server.n_requests == n_requests == len(MESSY)
+    assert phrases[1] == ['mild cardiomegaly']
+
+
+def test_old_raw_text_keys_are_found_and_rekeyed(tmp_path):
+    from lgdea.evidence import LLMEvidenceExtractor, run_extraction, sha256_text
+    from lgdea.evidence.testing import ScriptedChatModel
+
+    def never(report, i):
+        raise AssertionError('a re-keyed record must not be extracted again')
+
+    ext = LLMEvidenceExtractor(chat_model=ScriptedChatModel(responder=never), max_retries=0)
+    old = [ext.make_record(t, status='ok', findings=[]).model_copy(
+        update=dict(text_sha256=sha256_text(t))) for t in MESSY]  # the pre-normalisation key
+    EvidenceCache(str(tmp_path), ext).append(old)
+    dataset_texts = _generic_reports(tmp_path, MESSY)
+    assert len(load_evidence(MESSY, ext, str(tmp_path))) == 4  # found under the old key
+    with pytest.raises(EvidenceMissingError, match='re-run that extraction command'):
+        load_evidence(dataset_texts, ext, str(tmp_path))
+    summary = run_extraction(MESSY, ext, str(tmp_path), show_progress=False)
+    assert (summary.cached, summary.rekeyed, summary.done) == (4, 4, 0)
+    assert 're-keyed 4' in str(summary)
+    assert load_evidence(dataset_texts, ext, str(tmp_path)) == [
+        ['no acute cardiopulmonary abnormality']] * 4
+
+
+@pytest.mark.parametrize('name', ['reports.jsonl', 'reports.csv'])
+def test_non_utf8_report_file_names_file_line_and_fix(tmp_path, name):
+    path = tmp_path / name
+    head = b'id,report\n1,Mild cardiomegaly.\n' if name.endswith('.csv') else \
+        b'{"id": 1, "report": "Mild cardiomegaly."}\n'
+    bad = b'2,Small effusion at the left base \xe9.\n' if name.endswith('.csv') else \
+        b'{"id": 2, "report": "Small effusion \xe9."}\n'
+    path.write_bytes(head + bad)
+    line = 3 if name.endswith('.csv') else 2  # the file's line (a CSV's header is line 1)
+    with pytest.raises(ValueError, match=rf'line {line}, column \d+: byte 0xe9 is not UTF-8'
+                       ) as err:
+        read_reports(str(path))
+    assert str(path) in str(err.value) and 'iconv' in str(err.value)
+    with pytest.raises(SystemExit, match=f'line {line}, column'):
+        cli.main(['--reports', str(path), '--cache-dir', str(tmp_path / 'c'), '--no-progress'])
+    path.write_bytes(b'\xef\xbb\xbf' + head)  # a UTF-8 byte-order mark is fine
+    assert read_reports(str(path))[0] == [('1', 'Mild cardiomegaly.')]
+
+
+@DATASETS.register_module(force=True)
+class EvidenceCLIPairingItems(BaseDataset):
+    """Image, pair and report items like ``LimitedPairingDataset`` (plus one empty report)."""
+
+    def __init__(self, pipeline=(), **kwargs):
+        super().__init__(pipeline=list(pipeline), lazy_init=True, serialize_data=False, **kwargs)
+
+    def load_data_list(self):
+        return [dict(kind='image', img_path='a.png', study_id='1'),
+                dict(kind='image', img_path='b.png', study_id='2'),
+                dict(kind='image', img_path='c.png', study_id='3'),
+                dict(kind='pair', img_path='a.png', study_id='1', report='Mild cardiomegaly.'),
+                dict(kind='report', study_id='1', report='Mild cardiomegaly.'),
+                dict(kind='report', study_id='4', report='Clear lungs.'),
+                dict(kind='report', study_id='5', report='  ')]
+
+
+def test_summary_counts_image_items_apart_from_missing_reports(tmp_path, capsys):
+    cfg = tmp_path / 'pairing_cfg.py'
+    cfg.write_text("train_dataloader = dict(dataset=dict(type='EvidenceCLIPairingItems'))\n")
+    assert cli.main([str(cfg), '--cache-dir', str(tmp_path / 'c'), '--no-progress']) == 0
+    out = capsys.readouterr().out
+    assert ('EvidenceCLIPairingItems -> 3 reports (2 distinct), 3 image-only records, '
+            '1 records without report text') in out

@@ -221,3 +221,49 @@ def test_openai_backend_against_local_stub_keeps_key_secret(tmp_path, monkeypatc
     for root, _, files in os.walk(tmp_path):
         for name in files:
             assert secret not in open(os.path.join(root, name), encoding='utf-8').read(), name
+
+
+CONTRA_REPORT = ('FINDINGS: Small left pleural effusion. Heart size is normal. No pneumothorax. '
+                 'Possible pneumonia at the right base.')
+
+
+@pytest.mark.parametrize('phrase,certainty,reason', [
+    ('small left pleural effusion', 'positive', None),
+    ('small right pleural effusion', 'positive', 'laterality'),
+    ('bilateral pleural effusions', 'positive', 'laterality'),
+    ('heart size is enlarged', 'positive', 'negation'),
+    ('pneumothorax', 'negated', None),
+    ('pneumothorax', 'positive', 'negation'),
+    ('pneumonia at the right base', 'positive', 'certainty'),
+    ('possible pneumonia at the right base', 'positive', None),
+    ('right upper lobe cavitary mass', 'positive', 'unsupported'),
+])
+def test_verifier_checks_laterality_negation_certainty(phrase, certainty, reason):
+    assert PhraseVerifier().check([phrase], CONTRA_REPORT, [certainty]) == [reason]
+
+
+def test_contradicting_phrases_rejected_by_reason_in_summary(tmp_path):
+    answer = {'findings': [
+        {'phrase': 'small right pleural effusion', 'certainty': 'positive'},
+        {'phrase': 'heart size is enlarged', 'finding': 'cardiomegaly'},
+        {'phrase': 'pneumonia at the right base', 'certainty': 'positive'},
+        {'phrase': 'possible pneumonia at the right base', 'certainty': 'uncertain'}]}
+    ext = LLMEvidenceExtractor(chat_model=scripted(json.dumps(answer)))
+    rec = ext.extract(CONTRA_REPORT)
+    assert rec.phrases == ['possible pneumonia at the right base']
+    assert rec.rejected_reasons == ['laterality', 'negation', 'certainty']
+    s = run_extraction([CONTRA_REPORT], ext, str(tmp_path), show_progress=False)
+    assert s.rejected_by_reason == dict(laterality=1, negation=1, certainty=1)
+    assert 'certainty 1, laterality 1, negation 1' in str(s)
+    log = [json.loads(line) for line in open(tmp_path / 'extraction_runs.jsonl')]
+    assert log[-1]['rejected_by_reason'] == dict(laterality=1, negation=1, certainty=1)
+
+
+@pytest.mark.parametrize('reply', [
+    'I am sorry, I cannot extract findings from this report [].',
+    'As an AI model I cannot help. Returned: []',
+])
+def test_refusal_with_brackets_is_not_a_no_finding_answer(reply):
+    rec = LLMEvidenceExtractor(chat_model=scripted(reply), max_retries=1,
+                               backoff_base=0).extract(CONTRA_REPORT)
+    assert rec.status == 'failed' and 'MalformedOutputError' in rec.error and rec.phrases == []

@@ -125,6 +125,18 @@ def dataset_is_credentialed(dataset, ds_cfg) -> bool:
     return any(is_credentialed_name(n) for n in names)
 
 
+def is_image_only(rec) -> bool:
+    """True for a record that is an image without report text: an image item of a
+    limited-pairing dataset (``kind='image'``; its study's report is a separate item) or an
+    image record (``img_path``) whose report is missing or blank."""
+    if not isinstance(rec, dict):
+        return False
+    report = rec.get('report')
+    if isinstance(report, str) and report.strip():
+        return False
+    return rec.get('kind') == 'image' or rec.get('img_path') is not None
+
+
 def texts_from_config(config_path: str, dataset_keys, cfg_options=None):
     """``(texts, credentialed, cfg)``: the ``report`` texts of the configured datasets."""
     from mmengine.config import Config
@@ -142,17 +154,20 @@ def texts_from_config(config_path: str, dataset_keys, cfg_options=None):
         ds_cfg = _without_pipelines(copy.deepcopy(ds_cfg.to_dict() if hasattr(ds_cfg, 'to_dict')
                                                   else ds_cfg))
         dataset = DATASETS.build(ds_cfg)
-        n_before, n_empty = len(texts), 0
+        n_before, n_empty, n_image = len(texts), 0, 0
         for rec in _records(dataset):
             report = rec.get('report') if isinstance(rec, dict) else None
             if isinstance(report, str) and report.strip():
                 texts.append(report)
+            elif is_image_only(rec):
+                n_image += 1
             else:
                 n_empty += 1
         cred = dataset_is_credentialed(dataset, ds_cfg)
         credentialed = credentialed or cred
         print(f'{key}: {type(dataset).__name__} -> {len(texts) - n_before} reports '
-              f'({n_empty} records without report text){" [credentialed]" if cred else ""}')
+              f'({len(set(texts[n_before:]))} distinct), {n_image} image-only records, '
+              f'{n_empty} records without report text{" [credentialed]" if cred else ""}')
     return texts, credentialed, cfg
 
 
@@ -200,7 +215,10 @@ def main(argv=None) -> int:
         texts, credentialed, cfg = texts_from_config(args.config, keys, args.cfg_options)
     else:
         extractor_config(args)  # flag errors before reading the inputs
-        pairs, n_empty = read_reports(args.reports)
+        try:
+            pairs, n_empty = read_reports(args.reports)
+        except (ValueError, FileNotFoundError) as e:
+            raise SystemExit(f'extract_evidence.py: {e}') from None
         texts = [t for _, t in pairs]
         credentialed = False
         print(f'{args.reports}: {len(texts)} reports ({n_empty} records without report text)')

@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from lgdea.evidence.base import normalize_report_text
 from lgdea.registry import DATASETS
 from .base_cxr import BaseCXRDataset, normalize_view, read_table
 
@@ -201,7 +202,7 @@ class GenericVLDataset(BaseCXRDataset):
             image = row.get('image')
             image = None if _blank(image) else str(image).strip()
             report = row.get('report')
-            report = None if _blank(report) else ' '.join(str(report).split())
+            report = None if _blank(report) else normalize_report_text(str(report))
             if image is None and report is None:
                 raise ValueError(f'{path}: data row {i + 1} has neither an image nor a report.')
             study = row.get('study_id')

@@ -7,7 +7,7 @@ training code calls :func:`ensure_evidence`, evaluation calls :func:`load_eviden
 """
 from .api import (EvidenceMissingError, ExtractionSummary, build_extractor, ensure_evidence,
                   extraction_command, load_evidence, run_extraction)
-from .base import BaseEvidenceExtractor, sha256_text
+from .base import BaseEvidenceExtractor, normalize_report_text, report_key, sha256_text
 from .cache import EvidenceCache
 from .chat_models import build_chat_model
 from .guardrail import DataUseError, RemoteEndpointWarning, check_data_use, is_loopback
@@ -25,7 +25,8 @@ __all__ = [
     'extraction_command', 'ExtractionSummary', 'EvidenceMissingError', 'PhraseVerifier',
     'build_chat_model', 'DataUseError', 'RemoteEndpointWarning',
     'check_data_use', 'is_loopback', 'MalformedOutputError', 'parse_evidence_json',
-    'format_sectioned_report', 'read_reports', 'sha256_text'
+    'format_sectioned_report', 'read_reports', 'sha256_text', 'normalize_report_text',
+    'report_key'
 ]
 
 

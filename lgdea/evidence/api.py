@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 from lgdea.registry import EVIDENCE_EXTRACTORS
 
-from .base import BaseEvidenceExtractor, sha256_text
+from .base import BaseEvidenceExtractor, normalize_report_text, report_key
 from .cache import EvidenceCache, write_json_line
 from .schema import EvidenceRecord
 
@@ -62,7 +62,12 @@ class ExtractionSummary:
         cached: already in the cache (ok).
         done: extracted now with status ok.
         failed: extracted now and recorded as failures (plus cached failures not retried).
+        rekeyed: records found under the raw-text key of an older cache and appended again
+            under the whitespace-normalised key (counted in ``cached`` too).
         rejected: phrases rejected by verification in this run.
+        rejected_by_reason: those rejections by reason (``unsupported``, ``laterality``,
+            ``negation``, ``certainty``, ``finding_mismatch``; ``unrecorded`` for records
+            without reasons).
         seconds: wall time of the run.
     """
 
@@ -71,26 +76,45 @@ class ExtractionSummary:
     done: int = 0
     failed: int = 0
     skipped_failed: int = 0
+    rekeyed: int = 0
     rejected: int = 0
+    rejected_by_reason: Dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     extractor: Dict = field(default_factory=dict)
 
     def __str__(self) -> str:
         rate = self.done / self.seconds if self.seconds > 0 else float('nan')
+        why = ', '.join(f'{k} {v}' for k, v in sorted(self.rejected_by_reason.items()))
+        why = f' ({why})' if why else ''
+        rekeyed = f' (re-keyed {self.rekeyed})' if self.rekeyed else ''
         return (f'evidence extraction: {self.total} reports | cached {self.cached} | done '
                 f'{self.done} | failed {self.failed} (+{self.skipped_failed} earlier failures '
-                f'not retried) | rejected phrases {self.rejected} | {self.seconds:.1f}s '
-                f'({rate:.1f} reports/s)')
+                f'not retried){rekeyed} | rejected phrases {self.rejected}{why}'
+                f' | {self.seconds:.1f}s ({rate:.1f} reports/s)')
 
 
-def _unique(texts: Sequence[str]) -> Dict[str, str]:
-    out: Dict[str, str] = {}
+def _unique(texts: Sequence[str]) -> Dict[str, List[str]]:
+    """``report_key -> [raw texts with that key]``; the first text is the normalised one."""
+    out: Dict[str, List[str]] = {}
     for i, t in enumerate(texts):
         if not isinstance(t, str) or not t.strip():
             raise ValueError(f'report {i} has no text ({t!r}); records without a report must '
                              'be left out before evidence extraction')
-        out.setdefault(sha256_text(t), t)
+        norm = normalize_report_text(t)
+        variants = out.setdefault(report_key(norm), [norm])
+        if t not in variants:
+            variants.append(t)
     return out
+
+
+def _find(cache: EvidenceCache, variants: List[str]):
+    """``(record, legacy)`` of one unique report: its normalised key, then the raw-text keys
+    of older caches for each variant as given."""
+    for text in variants:
+        rec, legacy = cache.lookup(text)
+        if rec is not None:
+            return rec, legacy
+    return None, False
 
 
 def run_extraction(texts: Sequence[str], extractor: ExtractorCfg, cache_dir: str,
@@ -121,14 +145,22 @@ def run_extraction(texts: Sequence[str], extractor: ExtractorCfg, cache_dir: str
     unique = _unique(texts)
     summary = ExtractionSummary(total=len(unique), extractor=ext.describe())
     todo: List[str] = []
-    for key, text in unique.items():
-        rec = cache.get(key)
+    rekey: List[EvidenceRecord] = []
+    for key, variants in unique.items():
+        rec, legacy = _find(cache, variants)
+        if rec is not None and legacy and (rec.status == 'ok' or not retry_failed):
+            rekey.append(rec.model_copy(update=dict(text_sha256=key)))
         if rec is not None and rec.status == 'ok':
             summary.cached += 1
         elif rec is not None and not retry_failed:
             summary.skipped_failed += 1
         else:
-            todo.append(text)
+            todo.append(variants[0])
+    if rekey:
+        summary.rekeyed = cache.append(rekey)
+        logger.info('evidence cache %s: %d records stored under the raw-text key of an older '
+                    'cache were re-keyed under the whitespace-normalised key', cache.path,
+                    len(rekey))
     if limit is not None:
         todo = todo[:max(0, int(limit))]
     if todo:
@@ -154,6 +186,8 @@ def run_extraction(texts: Sequence[str], extractor: ExtractorCfg, cache_dir: str
             else:
                 summary.failed += 1
             summary.rejected += len(rec.rejected)
+            for reason in rec.rejected_reasons or ['unrecorded'] * len(rec.rejected):
+                summary.rejected_by_reason[reason] = summary.rejected_by_reason.get(reason, 0) + 1
             if len(pending) >= flush_every or time.time() - last_flush[0] >= flush_seconds:
                 flush()
             if bar is not None:
@@ -167,7 +201,7 @@ def run_extraction(texts: Sequence[str], extractor: ExtractorCfg, cache_dir: str
             if bar is not None:
                 bar.close()
     summary.seconds = time.time() - t0
-    if todo:
+    if todo or rekey:
         write_json_line(os.path.join(cache.cache_dir, RUN_LOG),
                         dict(time=time.time(), cache_file=os.path.basename(cache.path),
                              **{k: v for k, v in asdict(summary).items()}))
@@ -199,15 +233,19 @@ def extraction_command(extractor: BaseEvidenceExtractor, cache_dir: str,
     return 'python tools/extract_evidence.py ' + ' '.join(shlex.quote(a) for a in args)
 
 
-def _missing(cache: EvidenceCache, unique: Dict[str, str]):
-    missing, failed = [], []
-    for key, text in unique.items():
-        rec = cache.get(key)
+def _missing(cache: EvidenceCache, unique: Dict[str, List[str]]):
+    """``(found, missing, failed)``: found maps key -> record; the others list
+    ``(key, normalised text)``."""
+    found, missing, failed = {}, [], []
+    for key, variants in unique.items():
+        rec, _ = _find(cache, variants)
         if rec is None:
-            missing.append((key, text))
+            missing.append((key, variants[0]))
         elif rec.status != 'ok':
-            failed.append((key, text))
-    return missing, failed
+            failed.append((key, variants[0]))
+        else:
+            found[key] = rec
+    return found, missing, failed
 
 
 def _write_missing_file(cache_dir: str, items) -> str:
@@ -230,6 +268,18 @@ def _missing_message(ext, cache, missing, failed, unique, source, credentialed, 
     msg = (f'{what}: {len(missing)} of {len(unique)} reports have no evidence in {cache.path}'
            f' and {len(failed)} are recorded as failed extractions{where}. Extract them '
            f'first with:\n  {cmd}')
+    others = sorted(f for f in os.listdir(cache.cache_dir)
+                    if f.startswith(f'evidence-{ext.extractor_id}-') and f.endswith('.jsonl')
+                    and f != os.path.basename(cache.path))
+    if others:
+        msg += (f'\nThe cache directory also holds {len(others)} other {ext.extractor_id} cache '
+                f'file(s) ({", ".join(others[:3])}{" ..." if len(others) > 3 else ""}) written '
+                f'with different settings (extractor version, prompt, policy or verifier '
+                f'checks); their records are not used for these settings.')
+    msg += ('\nIf these reports were extracted from a file whose whitespace differs from the '
+            'dataset text (trailing newlines, double spaces, tabs, CRLF) by a version that '
+            'hashed the raw text, re-run that extraction command on the same file: its '
+            'records are re-keyed under the normalised key without being extracted again.')
     if ext.extractor_id == 'llm':
         msg += '\n(LLM extraction is an offline step and never runs inside training.)'
     return msg
@@ -274,7 +324,7 @@ def ensure_evidence(texts: Sequence[str], extractor_cfg: ExtractorCfg = None,
         raise ValueError('ensure_evidence needs cache_dir= (the evidence cache directory)')
     unique = _unique(texts)
     cache = EvidenceCache(cache_dir, ext)
-    missing, failed = _missing(cache, unique)
+    found, missing, failed = _missing(cache, unique)
     if missing or failed:
         if not ext.offline:
             raise EvidenceMissingError(_missing_message(ext, cache, missing, failed, unique,
@@ -283,12 +333,12 @@ def ensure_evidence(texts: Sequence[str], extractor_cfg: ExtractorCfg = None,
                        credentialed=credentialed, allow_remote=allow_remote,
                        retry_failed=True, show_progress=show_progress)
         cache = EvidenceCache(cache_dir, ext)
-        missing, failed = _missing(cache, unique)
+        found, missing, failed = _missing(cache, unique)
         if missing or failed:
             errors = {cache.get(k).error for k, _ in failed if cache.get(k) is not None}
             raise EvidenceMissingError(f'{ext.extractor_id} extraction left {len(missing)} '
                                        f'reports missing and {len(failed)} failed: {errors}')
-    return [list(cache.get(sha256_text(t)).phrases) for t in texts]
+    return [list(found[report_key(t)].phrases) for t in texts]
 
 
 def load_evidence(texts: Sequence[str], extractor_cfg: ExtractorCfg = None,
@@ -309,9 +359,9 @@ def load_evidence(texts: Sequence[str], extractor_cfg: ExtractorCfg = None,
         raise ValueError('load_evidence needs cache_dir= (the evidence cache directory)')
     unique = _unique(texts)
     cache = EvidenceCache(cache_dir, ext)
-    missing, failed = _missing(cache, unique)
+    found, missing, failed = _missing(cache, unique)
     if missing or failed:
         raise EvidenceMissingError(_missing_message(ext, cache, missing, failed, unique, source,
                                                     credentialed, 'load_evidence'))
-    recs = [cache.get(sha256_text(t)) for t in texts]
+    recs = [found[report_key(t)] for t in texts]
     return recs if return_records else [list(r.phrases) for r in recs]

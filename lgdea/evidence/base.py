@@ -11,8 +11,24 @@ from .schema import EvidenceFinding, EvidenceRecord
 
 
 def sha256_text(text: str) -> str:
-    """sha256 hex digest of a report text, exactly as given (UTF-8)."""
+    """sha256 hex digest of a text exactly as given (UTF-8). Cache keys use
+    :func:`report_key`; this raw digest is the key scheme of caches written before it."""
     return hashlib.sha256(text.encode('utf-8')).hexdigest()
+
+
+def normalize_report_text(text: str) -> str:
+    """The report text that is extracted and hashed: every run of whitespace (spaces, tabs,
+    CR/LF, form feeds, non-breaking spaces) becomes one space, ends stripped.
+
+    Datasets (``GenericVLDataset``, ``IUXrayDataset``, the MIMIC section parser) already give
+    their reports in this form, so their keys are the same as the raw digest.
+    """
+    return ' '.join(text.split())
+
+
+def report_key(text: str) -> str:
+    """Evidence-cache key of a report: sha256 of :func:`normalize_report_text`."""
+    return sha256_text(normalize_report_text(text))
 
 
 def stable_hash(obj) -> str:
@@ -124,13 +140,15 @@ class BaseEvidenceExtractor(metaclass=ABCMeta):
 
     # ---------------------------------------------------------------------- extraction
     def make_record(self, text: str, *, status: str, findings: Sequence[EvidenceFinding] = (),
-                    rejected: Sequence[str] = (), error: Optional[str] = None,
+                    rejected: Sequence[str] = (), rejected_reasons: Sequence[str] = (),
+                    error: Optional[str] = None,
                     attempts: int = 1, dropped_before: Optional[dict] = None) -> EvidenceRecord:
         """Apply the policy to raw ``findings`` and wrap the outcome as a cache record.
 
         ``dropped_before`` counts findings an extractor already dropped by the same policy
         (:meth:`EvidencePolicy.drop_reason`) without building them; they are added to the
-        record's ``dropped`` counts.
+        record's ``dropped`` counts. ``rejected_reasons`` gives one verification reason per
+        ``rejected`` phrase (:data:`lgdea.evidence.verification.REJECTION_REASONS`).
         """
         kept, dropped = self.policy.apply(list(findings)) if status == 'ok' else ([], {})
         if dropped_before:
@@ -138,11 +156,12 @@ class BaseEvidenceExtractor(metaclass=ABCMeta):
             for reason, n in dropped_before.items():
                 dropped[reason] = dropped.get(reason, 0) + n
         return EvidenceRecord(
-            text_sha256=sha256_text(text), extractor_id=self.extractor_id,
+            text_sha256=report_key(text), extractor_id=self.extractor_id,
             extractor_version=self.version, prompt_hash=self.prompt_hash,
             config_hash=self.config_hash, status=status,
             phrases=self.policy.phrases(kept) if status == 'ok' else [],
-            findings=kept, rejected=list(rejected), dropped=dropped, error=error,
+            findings=kept, rejected=list(rejected),
+            rejected_reasons=list(rejected_reasons), dropped=dropped, error=error,
             attempts=attempts, created=time.time())
 
     def _extract_findings(self, text: str) -> List[EvidenceFinding]:

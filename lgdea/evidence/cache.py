@@ -1,24 +1,28 @@
 """Persistent, append-only evidence cache (JSONL, one file per extractor namespace).
 
-Key of an entry: ``(sha256 of the report text, extractor id, extractor version, prompt hash,
-config hash)``. The four extractor fields select the file
-``<cache_dir>/evidence-<extractor_id>-<namespace>.jsonl``; inside it entries are found by the
-text hash. The report text itself is never stored.
+Key of an entry: ``(sha256 of the whitespace-normalised report text (:func:`report_key`),
+extractor id, extractor version, prompt hash, config hash)``. The four extractor fields
+select the file ``<cache_dir>/evidence-<extractor_id>-<namespace>.jsonl``; inside it entries
+are found by the text hash. The report text itself is never stored.
 
 Durability: records are appended with one ``os.write`` per batch on an ``O_APPEND`` descriptor
 under an advisory lock, then ``fsync``-ed, so a process killed at any moment leaves at most a
 truncated last line. Opening the cache repairs that (the partial tail is cut off, counted
 and reported), so an interrupted run resumes without losing or redoing finished reports.
 The last record of a key wins (a failure retried later is replaced by its success).
+
+Caches written before keys were whitespace-normalised hold the sha256 of the raw text;
+:meth:`EvidenceCache.lookup` falls back to that key, and :func:`run_extraction` re-keys such
+records under the normalised key (no re-extraction).
 """
 import json
 import logging
 import os
 import re
 from contextlib import contextmanager
-from typing import Dict, Iterable, Iterator, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
-from .base import BaseEvidenceExtractor
+from .base import BaseEvidenceExtractor, report_key, sha256_text
 from .schema import EvidenceRecord
 
 try:
@@ -124,6 +128,15 @@ class EvidenceCache:
 
     def get(self, text_sha256: str) -> Optional[EvidenceRecord]:
         return self._records.get(text_sha256)
+
+    def lookup(self, text: str) -> Tuple[Optional[EvidenceRecord], bool]:
+        """``(record, legacy)`` of a report text: the record under :func:`report_key`, else
+        under the raw-text digest of older caches (``legacy=True``), else ``(None, False)``."""
+        rec = self._records.get(report_key(text))
+        if rec is not None:
+            return rec, False
+        rec = self._records.get(sha256_text(text))
+        return (rec, True) if rec is not None else (None, False)
 
     def __contains__(self, text_sha256: str) -> bool:
         return text_sha256 in self._records

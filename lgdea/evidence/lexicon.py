@@ -334,3 +334,12 @@ SECTION_NAMES = {
 #: Sections read by default (text before the first header is read only when no header).
 DEFAULT_KEEP_SECTIONS = ('findings', 'impression', 'conclusion', 'opinion', 'summary',
                          'addendum')
+
+#: Side words -> the sides they state (verification of LLM phrases compares these between a
+#: phrase and the report sentence it matched; ``bilateral`` states both sides).
+LATERALITY_WORDS = {
+    'left': ('left',), 'left-sided': ('left',), 'right': ('right',), 'right-sided': ('right',),
+    'bilateral': ('left', 'right'), 'bilaterally': ('left', 'right'),
+    'both': ('left', 'right'), 'bibasilar': ('left', 'right'), 'bibasal': ('left', 'right'),
+    'biapical': ('left', 'right'),
+}

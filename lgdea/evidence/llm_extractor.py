@@ -6,8 +6,9 @@ the answer is validated against the evidence schema: natively with
 object in the reply. Requests run concurrently (at most ``concurrency`` in flight), each with
 a timeout; a failed request or malformed answer is retried with exponential backoff and,
 when the retries are spent, recorded as a failure (never dropped, never invented). Every
-phrase is then verified against the report text (:class:`PhraseVerifier`); unsupported
-phrases are rejected and counted. A report whose phrases were all rejected is a failure.
+phrase is then verified against the report text (:class:`PhraseVerifier`: word overlap,
+then laterality, negation and certainty against the matched sentence); rejected phrases are
+stored with their reason and counted. A report whose phrases were all rejected is a failure.
 
 ``langchain-core`` (the ``llm`` extra) is imported only when extraction runs.
 """
@@ -56,32 +57,51 @@ class MalformedOutputError(ValueError):
     """The model's answer is not valid evidence JSON."""
 
 
-def parse_evidence_json(text: str) -> ReportEvidence:
-    """Parse the first JSON object (or list of findings) in a model reply and validate it.
+def _validate(obj) -> ReportEvidence:
+    if isinstance(obj, list):
+        obj = {'findings': obj}
+    try:
+        return ReportEvidence.model_validate(obj)
+    except ValidationError as e:
+        raise MalformedOutputError(
+            f'evidence JSON does not match the schema: {str(e).splitlines()[0]}') from None
 
-    Code fences and text around the JSON are tolerated; anything that does not validate
-    against :class:`ReportEvidence` raises :class:`MalformedOutputError`.
+
+def parse_evidence_json(text: str) -> ReportEvidence:
+    """Parse a model reply as the evidence answer and validate it against the schema.
+
+    Accepted forms: the whole reply (or the whole of one fenced code block in it) is the JSON
+    answer, an object ``{"findings": [...]}`` or a bare list of finding objects; or the reply
+    is prose around one JSON object that has a ``"findings"`` key. A bracket pair inside prose
+    (``"I cannot answer that []"``) is not an answer: it would read as a confident "no
+    finding". Anything else raises :class:`MalformedOutputError`.
     """
     if not isinstance(text, str):
         text = json.dumps(text) if isinstance(text, (dict, list)) else str(text)
+    stripped = text.strip()
+    fenced = re.search(r'```[A-Za-z0-9_-]*[ \t]*\n(.*?)```', stripped, re.S)
+    for whole in (stripped, fenced.group(1).strip() if fenced else None):
+        if not whole:
+            continue
+        try:
+            obj = json.loads(whole)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, list) or (isinstance(obj, dict) and 'findings' in obj):
+            return _validate(obj)
     decoder = json.JSONDecoder()
     for start, ch in enumerate(text):
-        if ch not in '{[':
+        if ch != '{':
             continue
         try:
             obj, _ = decoder.raw_decode(text, start)
         except json.JSONDecodeError:
             continue
-        if isinstance(obj, list):
-            obj = {'findings': obj}
         if isinstance(obj, dict) and 'findings' in obj:
-            try:
-                return ReportEvidence.model_validate(obj)
-            except ValidationError as e:
-                raise MalformedOutputError(
-                    f'evidence JSON does not match the schema: {str(e).splitlines()[0]}') from None
+            return _validate(obj)
     snippet = ' '.join(text.split())[:120]
-    raise MalformedOutputError(f'no evidence JSON object in the model reply: {snippet!r}')
+    raise MalformedOutputError(f'no evidence JSON answer in the model reply (a JSON object '
+                               f'with "findings", or the whole reply a JSON list): {snippet!r}')
 
 
 @EVIDENCE_EXTRACTORS.register_module(name=['LLMEvidenceExtractor', 'llm'])
@@ -291,17 +311,21 @@ class LLMEvidenceExtractor(BaseEvidenceExtractor):
     def _finish(self, text: str, evidence: ReportEvidence, attempts: int) -> EvidenceRecord:
         canonical = self.policy.no_finding_phrase.lower()
         findings = [f for f in evidence.findings if f.phrase.lower() != canonical]
-        ok, _ = self.verifier.split([f.phrase for f in findings], text)
-        kept = [f for f, good in zip(findings, ok) if good]
-        rejected = [f.phrase for f, good in zip(findings, ok) if not good]
+        reasons = self.verifier.check([f.phrase for f in findings], text,
+                                      [f.certainty for f in findings])
+        kept = [f for f, why in zip(findings, reasons) if why is None]
+        rejected = [(f.phrase, why) for f, why in zip(findings, reasons) if why is not None]
         self.n_rejected += len(rejected)
+        phrases, why = [p for p, _ in rejected], [r for _, r in rejected]
         if findings and not kept:
+            counts = ', '.join(f'{r} {why.count(r)}' for r in dict.fromkeys(why))
             return self.make_record(
-                text, status='failed', rejected=rejected, attempts=attempts,
-                error=f'all {len(rejected)} phrases were rejected by verification (not '
-                      f'supported by the report text)')
-        return self.make_record(text, status='ok', findings=kept, rejected=rejected,
-                                attempts=attempts)
+                text, status='failed', rejected=phrases, rejected_reasons=why,
+                attempts=attempts,
+                error=f'all {len(rejected)} phrases were rejected by verification against the '
+                      f'report text ({counts})')
+        return self.make_record(text, status='ok', findings=kept, rejected=phrases,
+                                rejected_reasons=why, attempts=attempts)
 
     async def _extract_one(self, text: str, runnable, mode: str,
                            sem: asyncio.Semaphore) -> EvidenceRecord:

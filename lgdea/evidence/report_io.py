@@ -1,8 +1,11 @@
 """Reading report files for evidence extraction (``tools/extract_evidence.py --reports``)."""
 import csv
+import io
 import json
 import os
 from typing import List, Optional, Tuple
+
+from .base import normalize_report_text
 
 
 def format_sectioned_report(findings: Optional[str] = None,
@@ -17,7 +20,8 @@ def format_sectioned_report(findings: Optional[str] = None,
     Returns:
         The text, or None when both sections are empty.
     """
-    parts = [' '.join(str(p).split()) for p in (findings, impression) if p and str(p).strip()]
+    parts = [normalize_report_text(str(p)) for p in (findings, impression)
+             if p and str(p).strip()]
     return ' '.join(parts) if parts else None
 
 
@@ -36,6 +40,23 @@ def _record_text(rec: dict, where: str) -> Optional[str]:
     return text if text and text.strip() else None
 
 
+def _decoded_text(path: str) -> str:
+    """The file's text as UTF-8 (a leading byte-order mark is dropped); a byte that is not
+    UTF-8 is an error naming the file, line and column."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    try:
+        return data.decode('utf-8-sig')
+    except UnicodeDecodeError as e:
+        line = data.count(b'\n', 0, e.start) + 1
+        column = e.start - (data.rfind(b'\n', 0, e.start) + 1) + 1
+        raise ValueError(
+            f'{path}: line {line}, column {column}: byte 0x{data[e.start]:02x} is not UTF-8 '
+            f'({e.reason}); report files must be UTF-8. Convert the file from the encoding it '
+            f'was written in, e.g. `iconv -f latin1 -t utf-8 {path} > {path}.utf8` (or '
+            f'cp1252), and pass the converted file.') from None
+
+
 def read_reports(path: str) -> Tuple[List[Tuple[str, str]], int]:
     """Read ``(id, report_text)`` pairs from a JSONL or CSV file.
 
@@ -51,7 +72,7 @@ def read_reports(path: str) -> Tuple[List[Tuple[str, str]], int]:
     pairs: List[Tuple[str, str]] = []
     n_empty = 0
     if path.lower().endswith('.csv'):
-        with open(path, newline='', encoding='utf-8') as f:
+        with io.StringIO(_decoded_text(path), newline='') as f:
             reader = csv.DictReader(f)
             cols = reader.fieldnames or []
             if 'report' not in cols and 'text' not in cols:
@@ -65,7 +86,7 @@ def read_reports(path: str) -> Tuple[List[Tuple[str, str]], int]:
                     continue
                 pairs.append((str(row.get('id') or i), text))
         return pairs, n_empty
-    with open(path, encoding='utf-8') as f:
+    with io.StringIO(_decoded_text(path)) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue

@@ -113,6 +113,10 @@ class EvidenceRecord(BaseModel):
     findings: List[EvidenceFinding] = Field(default_factory=list)
     rejected: List[str] = Field(default_factory=list,
                                 description='phrases rejected by verification (not in the report)')
+    rejected_reasons: List[str] = Field(
+        default_factory=list,
+        description='the verification reason of each rejected phrase (same order); empty in '
+                    'records written before reasons were recorded')
     dropped: dict = Field(default_factory=dict,
                           description='counts of findings dropped by the policy, by reason')
     error: Optional[str] = None
@@ -123,6 +127,9 @@ class EvidenceRecord(BaseModel):
     def _ok_has_phrases(self) -> 'EvidenceRecord':
         if self.status == 'ok' and not self.phrases:
             raise ValueError('an ok evidence record must have at least one phrase')
+        if self.rejected_reasons and len(self.rejected_reasons) != len(self.rejected):
+            raise ValueError(f'{len(self.rejected)} rejected phrases but '
+                             f'{len(self.rejected_reasons)} rejection reasons')
         if self.status == 'failed' and not self.error:
             raise ValueError('a failed evidence record must say why (error)')
         return self

@@ -40,18 +40,18 @@ class EvidenceTokenizer(BaseTransform):
                            'cache is configured (set `evidence=dict(extractor=..., '
                            'cache_dir=...)`).')
         from lgdea.evidence import EvidenceCache, EvidenceMissingError, build_extractor
-        from lgdea.evidence.base import sha256_text
+        from lgdea.evidence.base import normalize_report_text, report_key
         if self._cache is None:
             cfg = self.evidence_cfg
             self._extractor = build_extractor(cfg.get('extractor', cfg.get('extractor_cfg')))
             self._cache = EvidenceCache(cfg['cache_dir'], self._extractor)
-        rec = self._cache.get(sha256_text(text))
+        rec, _ = self._cache.lookup(text)
         if rec is not None and not rec.error:
             return list(rec.phrases)
         if self._extractor.offline:
-            return list(self._extractor.extract(text).phrases)
+            return list(self._extractor.extract(normalize_report_text(text)).phrases)
         raise EvidenceMissingError(
-            f'No cached evidence for a report ({sha256_text(text)[:12]}) in '
+            f'No cached evidence for a report ({report_key(text)[:12]}) in '
             f'{self._cache.path}; run `python tools/extract_evidence.py CONFIG '
             f'--cache-dir {self.evidence_cfg["cache_dir"]}` for this dataset first.')
 
