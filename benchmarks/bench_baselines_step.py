@@ -287,7 +287,8 @@ class Runner:
                 log_vars = self.model.train_step(self.batch, self.wrapper)
                 dt = time.perf_counter() - t0
             increase = (rss.peak - rss.start) if rss.start is not None else 0
-        self.loss = float(log_vars['loss'].detach()) if torch.is_tensor(log_vars['loss']) else float(log_vars['loss'])
+        loss = log_vars['loss']
+        self.loss = float(loss.detach() if torch.is_tensor(loss) else loss)
         if timed:
             self.times.append(dt)
             self.peak_step_bytes = max(self.peak_step_bytes, increase)
