@@ -9,9 +9,9 @@ every ``--refresh-every`` steps. This benchmark times both on synthetic L2-norma
 - ``in_batch``: ``build_graph`` at each batch size of ``--batch-sizes`` (median of
   ``--repeats``), on ``--device``; the cost is paid every step.
 - ``faiss_flat``: ``IndexFlatIP`` (exact) add of N vectors, then a k-NN query.
-- ``faiss_ivf``: ``IndexIVFFlat`` with ``nlist = --nlist-factor * sqrt(N)`` lists (at most N / 39), trained on
-  at most ``--train-points`` vectors, queried with ``nprobe = --nprobe``; its recall@k against
-  the flat result on the same queries is reported.
+- ``faiss_ivf``: ``IndexIVFFlat`` with ``nlist = --nlist-factor * sqrt(N)`` lists (at most
+  N / 39), trained on at most ``--train-points`` vectors, queried with ``nprobe = --nprobe``;
+  its recall@k against the flat result on the same queries is reported.
 
 A refresh queries every one of the N vectors. On a CPU that is too slow for large N with the
 flat index, so each size queries ``min(N, --queries)`` vectors and the full refresh time is
