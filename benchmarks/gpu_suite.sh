@@ -45,7 +45,7 @@ if [ "$MODE" = full ]; then
   GRAPH=(--sizes 10000 100000 400000 --queries 20000 --batch-sizes 128 1024 4096
          --device cuda)
 else
-  STEP=(--settings tiny64 --batch 4 --device cpu --warmup 1 --rounds 1 --steps 1 --threads 1)
+  STEP=(--settings tiny64 --batch 4 --device cpu --warmup 0 --rounds 1 --steps 1 --threads 1)
   DATA=(--num-images 2 --height 400 --width 320 --max-size 128 --repeats 1)
   GRAPH=(--sizes 1000 --queries 100 --batch-sizes 32 --repeats 1 --threads 1)
 fi
