@@ -68,14 +68,16 @@ def markdown(suite: dict) -> str:
                      f'{_fmt(r["workers_to_keep_up"], "d")} |')
     lines += ['', f'## Evidence graph (d = {graph["dims"]}, k = {graph["k"]})', '',
               '| kind | N | build s | query s (queries) | refresh s | ms/step | index MB | '
-              'peak mem MB | recall@k |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|']
+              'peak mem MB | recall@k | in-batch min ms |',
+              '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     for r in graph['rows']:
         refresh = _fmt(r['refresh_s'], '.2f') + (' (extrap.)' if r['refresh_extrapolated']
                                                  else '')
         query = '' if r['query_s'] is None else f'{r["query_s"]:.3f} ({r["queries"]})'
         lines.append(f'| {r["kind"]} | {r["n"]} | {_fmt(r["build_s"], ".3f")} | {query} | '
                      f'{refresh} | {r["per_step_ms"]:.2f} | {_fmt(r["index_mb"], ".1f")} | '
-                     f'{r["peak_mem_mb"]:.1f} | {_fmt(r["recall_at_k"], ".3f")} |')
+                     f'{r["peak_mem_mb"]:.1f} | {_fmt(r["recall_at_k"], ".3f")} | '
+                     f'{_fmt(r.get("min_ms"), ".2f")} |')
     return '\n'.join(lines) + '\n'
 
 

@@ -66,6 +66,7 @@ def test_gpu_suite_dry_run_writes_json_and_markdown(tmp_path):
     graph = suite['graph']
     kinds = [(r['kind'], r['n']) for r in graph['rows']]
     assert kinds == [('in_batch', 32), ('faiss_flat', 1000), ('faiss_ivf', 1000)]
+    assert 0 < graph['rows'][0]['min_ms'] <= graph['rows'][0]['per_step_ms']
     ivf = graph['rows'][2]
     assert 0 <= ivf['recall_at_k'] <= 1 and ivf['nlist'] >= 1 and ivf['refresh_extrapolated']
     for r in graph['rows']:
