@@ -11,7 +11,9 @@ default_hooks = dict(
     # interval; summary in <work_dir>/throughput.json
     throughput=dict(type='ThroughputHook'),
 )
-custom_hooks = [dict(type='PairingSplitHook')]
+# CorruptImageReportHook: images skipped by LoadCXRImage(on_error='skip') and how their places
+# were filled, reported at the end of every epoch
+custom_hooks = [dict(type='PairingSplitHook'), dict(type='CorruptImageReportHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,

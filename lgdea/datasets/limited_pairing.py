@@ -6,13 +6,36 @@ import copy
 import json
 import os
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset, Compose
 from mmengine.logging import print_log
 
 from lgdea.registry import DATASETS
+from lgdea.utils.event_log import EventLog
+
+__all__ = ['LimitedPairingDataset', 'DROPPED', 'replacement_stats', 'reset_replacements']
+
+#: ``kind`` of the marker returned for a paired item that neither loads nor has a stand-in of
+#: its study; :func:`vl_collate` drops it with one partner of its study.
+DROPPED = 'dropped'
+
+# Replacements and drops of skipped items (one JSON line each, appended by the DataLoader
+# workers; lgdea/utils/event_log.py).
+_REPLACEMENT_LOG = EventLog('lgdea_replaced_items')
+
+
+def replacement_stats(max_items: int = 5) -> Tuple[int, int, List[dict]]:
+    """Skipped items since the last reset: ``(replaced, dropped pairs, first events)``; each
+    event is ``dict(outcome='replaced'|'dropped_pair', item, by, kind, paired, study_id)``."""
+    _, first, per = _REPLACEMENT_LOG.stats(max_items=max_items, by='outcome')
+    return per.get('replaced', 0), per.get('dropped_pair', 0), first
+
+
+def reset_replacements() -> None:
+    """Empty the record of replaced and dropped items."""
+    _REPLACEMENT_LOG.reset()
 
 
 @DATASETS.register_module()
@@ -83,6 +106,8 @@ class LimitedPairingDataset(BaseDataset):
         self.report_pipeline = Compose(list(report_pipeline) if report_pipeline is not None
                                        else [dict(type='PackVLInputs')])
         self._metainfo = copy.deepcopy(self.source.metainfo)
+        # created in the building process, carried into DataLoader workers
+        self._replacement_log = _REPLACEMENT_LOG.path()
         super().__init__(pipeline=list(pipeline), serialize_data=False, lazy_init=False,
                          max_refetch=max_refetch)
 
@@ -214,6 +239,85 @@ class LimitedPairingDataset(BaseDataset):
         if info['kind'] == 'report':
             return self.report_pipeline(info)
         return self.pipeline(info)
+
+    def __getitem__(self, idx: int) -> dict:
+        """The packed item ``idx``; in training, an item whose pipeline returns None (an image
+        skipped by ``LoadCXRImage(on_error='skip')``) is replaced within its own pool:
+
+        - a ``'pair'`` item by another pair item (image and report travel together);
+        - an unpaired image by another unpaired image, an unpaired report by another one;
+        - a paired image by another image of the **same study** (its report stays its
+          partner); when no image of the study loads, a :data:`DROPPED` marker is returned and
+          :func:`vl_collate` drops it together with one paired report of that study in the
+          batch, so ``Y`` and the equal numbers of images and reports are kept;
+        - a paired report (no other report of its study exists): a marker likewise, which
+          drops one paired image of the study.
+
+        Every replacement and drop is recorded (:func:`replacement_stats`);
+        ``CorruptImageReportHook`` reports them at the end of the epoch.
+        """
+        if not self._fully_initialized:
+            self.full_init()
+        data = self.prepare_data(idx)
+        if data is not None:
+            return data
+        if self.test_mode:
+            raise ValueError(f'LimitedPairingDataset: the pipeline returned None for item {idx} '
+                             f'({self._describe(idx)}) in test mode; use '
+                             "LoadCXRImage(on_error='raise') for evaluation.")
+        return self._replace(idx)
+
+    def _describe(self, idx: int) -> str:
+        info = self.data_list[idx]
+        paired = 'paired' if info.get('paired') else 'unpaired'
+        where = info.get('img_path') if info['kind'] != 'report' else None
+        return (f'{paired} {info["kind"]} of study {info.get("study_id")}'
+                + (f', "{where}"' if where else ''))
+
+    def _replacement_pool(self, idx: int) -> List[int]:
+        """Indices that can stand in for item ``idx`` without changing the batch's ``Y``."""
+        info = self.data_list[idx]
+        if info['kind'] == 'pair':
+            return list(range(len(self.data_list)))
+        if info['kind'] == 'image':
+            if info['paired']:
+                return list(self.paired_image_index[info['study_id']])
+            return list(self.unpaired_image_ids)
+        if info['paired']:
+            return []
+        return [self.num_images + j for j in self.unpaired_report_ids]
+
+    def _replace(self, idx: int) -> dict:
+        info = self.data_list[idx]
+        pool = [i for i in self._replacement_pool(idx) if i != idx]
+        same_study = info['kind'] != 'pair' and info['paired']
+        if same_study:
+            order = list(np.random.permutation(pool))
+        else:
+            order = [pool[k] for k in np.random.randint(0, len(pool), self.max_refetch)] \
+                if pool else []
+        for new in order:
+            data = self.prepare_data(int(new))
+            if data is not None:
+                self._record(outcome='replaced', item=idx, by=int(new),
+                             kind=info['kind'], paired=bool(info['paired']),
+                             study_id=str(info.get('study_id')))
+                return data
+        if same_study:
+            self._record(outcome='dropped_pair', item=idx, kind=info['kind'], paired=True,
+                         study_id=str(info.get('study_id')))
+            return dict(kind=DROPPED, dropped_kind=info['kind'],
+                        study_id=info.get('study_id'), img_path=info.get('img_path'))
+        raise RuntimeError(
+            f'LimitedPairingDataset: item {idx} ({self._describe(idx)}) could not be loaded and '
+            f'neither could {len(order)} replacement(s) from its pool ({len(pool)} other '
+            f'item(s)); check the image files of that pool (CorruptImageReportHook lists the '
+            'skipped paths) or use on_error=\'raise\' to see the first error.')
+
+    def _record(self, **event) -> None:
+        if self._replacement_log is None or not os.path.exists(self._replacement_log):
+            self._replacement_log = _REPLACEMENT_LOG.path()
+        EventLog.append(self._replacement_log, **event)
 
     def split_info(self) -> dict:
         """What the pairing draw produced (written to the work dir by ``PairingSplitHook``)."""
