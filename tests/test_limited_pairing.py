@@ -240,3 +240,80 @@ def test_skipped_pair_item_replaced_by_a_pair_and_hook_reports(tmp_path):
     assert hook.last_count >= 1 and hook.last_replaced >= 1
     assert runner.message_hub.get_scalar('train/num_replaced_items').current() >= 1
     assert replacement_stats()[0] == 0  # reset after the report
+
+
+# ------------------------------------------------------------------ pools and ids
+def test_sampler_refuses_a_batch_larger_than_its_pools():
+    ds, _ = _dataset(n=60, ratio=0.2)
+    P, U, R = len(ds.paired_studies), len(ds.unpaired_image_ids), len(ds.unpaired_report_ids)
+    assert P == 12 and min(U, R) >= 13
+    with pytest.raises(ValueError, match=rf'pools hold {P} paired studies, {U} unpaired images '
+                                         rf'and {R} unpaired reports.*largest batch_size is 25'):
+        _sampler(ds, 64)
+    _sampler(ds, 25)  # the largest that fits: 12 paired studies + 13 unpaired
+    with pytest.raises(ValueError, match='largest batch_size is 25'):
+        _sampler(ds, 26)
+    # opted in: the batch repeats items, with a warning
+    rs, _ = _dataset(n=60, ratio=0.2, resample_small_pools=True)
+    s = _sampler(rs, 64)
+    batch = next(iter(s))
+    assert len(batch) == 128 and len(set(batch)) < len(batch)
+
+
+def test_sampler_batches_never_repeat_an_item():
+    ds, _ = _dataset(n=60, ratio=0.2)
+    n_img = ds.num_images
+    for epoch in range(6):
+        for b in _sampler(ds, 16, epoch=epoch, n_paired=8):  # 12 paired studies: wraps mid-batch
+            assert len(set(b)) == len(b)
+            studies = [ds.images[i]['study_id'] for i in b if i < n_img and ds.images[i]['paired']]
+            assert len(set(studies)) == len(studies) == 8
+
+
+def test_paired_only_batch_larger_than_pool(tmp_path):
+    from lgdea.engine.hooks.pairing_split_hook import PairingSplitHook
+    po, _ = _dataset(n=40, ratio=0.25, include_unpaired=False)
+    n = len(po)
+    runner = SimpleNamespace(
+        train_dataloader=SimpleNamespace(dataset=po, batch_sampler=None, batch_size=n + 1),
+        world_size=1, rank=0, work_dir=str(tmp_path),
+        logger=SimpleNamespace(info=lambda *a: None, warning=lambda *a: None))
+    with pytest.raises(ValueError, match=rf'paired pool: {n} image-report pairs of 10 paired '
+                                         rf'studies.*largest batch_size is {n} per rank'):
+        PairingSplitHook().before_train(runner)
+    runner.train_dataloader.batch_size = n
+    PairingSplitHook().before_train(runner)
+    ok, _ = _dataset(n=40, ratio=0.25, include_unpaired=False, resample_small_pools=True)
+    ok.check_batch_size(10 * n)
+
+
+def test_duplicate_rows_counted_and_conflicting_reports_refused():
+    recs = make_study_records(10)
+    recs.append(dict(recs[0]))                 # an exact duplicate row
+    recs.append(dict(recs[2], img_path='/nonexistent/other.png',
+                     report='a different report'))  # same study, another report
+    with pytest.raises(ValueError, match=rf"study_id '{recs[2]['study_id']}' two different "
+                                         r"reports.*conflicting_reports='keep_first'"):
+        LimitedPairingDataset(dataset=InMemoryRecords(recs), pair_ratio=1.0)
+    ds = LimitedPairingDataset(dataset=InMemoryRecords(recs), pair_ratio=1.0,
+                               conflicting_reports='keep_first')
+    assert ds.counts['duplicate_rows'] == 1 and ds.counts['conflicting_reports'] == 1
+    # the duplicate is kept once; the conflicting record's image stays, its report does not
+    assert [it['img_path'] for it in ds.images].count(recs[0]['img_path']) == 1
+    assert ds.num_images == len(recs) - 1
+    assert ds.reports[ds.report_index[recs[2]['study_id']]]['report'] == recs[2]['report']
+    # whitespace alone is no conflict
+    same = recs[:-2] + [dict(recs[2], img_path='/nonexistent/x.png',
+                             report=recs[2]['report'] + '  ')]
+    assert LimitedPairingDataset(dataset=InMemoryRecords(same)).counts['conflicting_reports'] == 0
+
+
+def test_conflicting_report_error_names_the_file(tmp_path):
+    from lgdea.datasets import GenericVLDataset
+    (tmp_path / 'ann.csv').write_text('image,report,study_id\n'
+                                      'a.png,Clear lungs.,s1\n'
+                                      'b.png,Left effusion.,s1\n'
+                                      'c.png,No change.,s2\n')
+    src = GenericVLDataset(data_root=str(tmp_path), ann_file='ann.csv')
+    with pytest.raises(ValueError, match=r'ann\.csv.*study_id .s1. two different reports'):
+        LimitedPairingDataset(dataset=src, pair_ratio=1.0)

@@ -4,6 +4,7 @@ docs/method.md, "Setting, pools and batches".
 """
 import copy
 import json
+import logging
 import os
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -78,6 +79,16 @@ class LimitedPairingDataset(BaseDataset):
         report_pipeline: pipeline for report items (default: just ``PackVLInputs``).
         evidence: optional dict(extractor=..., cache_dir=..., credentialed=...) to attach the
             evidence phrases of every report (``lgdea.evidence.ensure_evidence``).
+        conflicting_reports: what to do when two records of one ``study_id`` carry different
+            report text (compared with whitespace collapsed): ``'raise'`` (default; the error
+            names the file, the study and both records) or ``'keep_first'`` (keep the first
+            text, count the others as ``conflicting_reports`` and warn). Exact duplicate
+            records are always kept once and counted as ``duplicate_rows``.
+        resample_small_pools: allow a batch larger than its pools (items then repeat within a
+            batch, with a logged warning). By default such a batch is an error before
+            training that gives the pool sizes and the largest batch size that fits
+            (:class:`PropagationSampler`, or ``PairingSplitHook`` for the paired-only mode).
+        max_refetch: tries to replace a skipped item by another item of its pool.
     """
 
     def __init__(self,
@@ -91,9 +102,16 @@ class LimitedPairingDataset(BaseDataset):
                  pipeline: Sequence = (),
                  report_pipeline: Optional[Sequence] = None,
                  evidence: Optional[dict] = None,
+                 conflicting_reports: str = 'raise',
+                 resample_small_pools: bool = False,
                  max_refetch: int = 1000):
         if not 0.0 < pair_ratio <= 1.0:
             raise ValueError(f'pair_ratio must be in (0, 1], got {pair_ratio}')
+        if conflicting_reports not in ('raise', 'keep_first'):
+            raise ValueError("conflicting_reports must be 'raise' or 'keep_first', got "
+                             f'{conflicting_reports!r}')
+        self.conflicting_reports = conflicting_reports
+        self.resample_small_pools = bool(resample_small_pools)
         self.source = dataset if isinstance(dataset, BaseDataset) else DATASETS.build(dataset)
         self.extra_sources = [d if isinstance(d, BaseDataset) else DATASETS.build(d)
                               for d in extra_image_datasets]
@@ -121,8 +139,10 @@ class LimitedPairingDataset(BaseDataset):
     def _build_pools(self) -> None:
         excluded_subjects = _read_id_list(self.exclude_subjects_file)
         counts = OrderedDict(excluded_records=0, studies_without_report=0,
-                             images_of_studies_without_report=0, reports_without_image=0)
+                             images_of_studies_without_report=0, reports_without_image=0,
+                             duplicate_rows=0, conflicting_reports=0)
         studies: Dict[str, dict] = OrderedDict()
+        seen_rows = set()
         for i in range(len(self.source)):
             rec = self.source.get_data_info(i)
             if str(rec.get('subject_id')) in excluded_subjects:
@@ -132,13 +152,22 @@ class LimitedPairingDataset(BaseDataset):
             if sid is None:
                 raise KeyError(f'record {i} of {type(self.source).__name__} has no `study_id`; '
                                'the limited-pairing setting pairs by study.')
+            row = _row_key(rec)
+            if row in seen_rows:
+                counts['duplicate_rows'] += 1
+                continue
+            seen_rows.add(row)
             st = studies.setdefault(str(sid), dict(images=[], report=None, record=None))
             if rec.get('img_path'):
                 st['images'].append(rec)
             text = rec.get('report')
-            if st['report'] is None and text is not None and str(text).strip():
-                st['report'] = str(text)
-                st['record'] = rec
+            if text is None or not str(text).strip():
+                continue
+            if st['report'] is None:
+                st['report'], st['record'], st['row'] = str(text), rec, i
+            elif str(text).split() != st['report'].split():
+                self._conflicting_report(str(sid), st, i, str(text))
+                counts['conflicting_reports'] += 1
 
         eligible = []
         for sid, st in studies.items():
@@ -217,6 +246,46 @@ class LimitedPairingDataset(BaseDataset):
                 'that the records carry `report` text and `img_path`.')
         print_log('LimitedPairingDataset: ' + ', '.join(f'{k}={v}' for k, v in
                                                         self.counts.items()), logger='current')
+        if counts['duplicate_rows'] or counts['conflicting_reports']:
+            print_log(f'LimitedPairingDataset: {self._source_name()} holds '
+                      f'{counts["duplicate_rows"]} exact duplicate record(s) (each kept once) '
+                      f'and {counts["conflicting_reports"]} record(s) whose report differs from '
+                      "its study's first report (first kept, conflicting_reports='keep_first')."
+                      ' Clean the annotation file to silence this.', logger='current',
+                      level=logging.WARNING)
+
+    def _source_name(self) -> str:
+        ann = getattr(self.source, 'ann_file', None)
+        name = type(self.source).__name__
+        return f'{name} ("{ann}")' if ann else name
+
+    def _conflicting_report(self, sid: str, st: dict, row: int, text: str) -> None:
+        if self.conflicting_reports == 'keep_first':
+            return
+        raise ValueError(
+            f'LimitedPairingDataset: {self._source_name()} gives study_id {sid!r} two different '
+            f'reports (record {st["row"]}: {st["report"][:80]!r}; record {row}: {text[:80]!r}). '
+            'One study has one report: fix the study ids or the report text in the annotation '
+            "file, or set conflicting_reports='keep_first' to keep the first report.")
+
+    def check_batch_size(self, global_batch: int, world_size: int = 1) -> None:
+        """Paired-only mode (``include_unpaired=False``): refuse a global batch larger than
+        the pool of pair items (it would repeat items or come out short), unless
+        ``resample_small_pools=True`` (then warn). Called by ``PairingSplitHook``."""
+        n = len(self.data_list)
+        if self.include_unpaired or global_batch <= n:
+            return
+        need = (f'a global batch of {global_batch} ({world_size} rank(s)) is larger than the '
+                f'paired pool: {n} image-report pairs of {len(self.paired_studies)} paired '
+                f'studies (pair_ratio={self.pair_ratio})')
+        if self.resample_small_pools:
+            print_log(f'LimitedPairingDataset: {need}; items repeat within a batch '
+                      '(resample_small_pools=True).', logger='current', level=logging.WARNING)
+            return
+        raise ValueError(f'LimitedPairingDataset: {need}; the largest batch_size is '
+                         f'{n // world_size} per rank. Lower batch_size, or set '
+                         'resample_small_pools=True on the dataset to repeat items with a '
+                         'warning.')
 
     def _attach_evidence(self, reports: List[dict]) -> None:
         from lgdea.evidence import ensure_evidence
@@ -343,6 +412,13 @@ def _report_item(rec: dict, study_id: str, text: str, paired: bool) -> dict:
             if k not in ('img_path', 'boxes', 'phrase', 'ori_shape', 'view')}
     item.update(study_id=study_id, report=text, paired=paired, kind='report')
     return item
+
+
+def _row_key(rec: dict) -> str:
+    """A canonical text of a record (arrays as lists; without the index ``sample_idx`` that
+    mmengine adds) to find exact duplicate rows."""
+    return json.dumps({k: v for k, v in rec.items() if k != 'sample_idx'}, sort_keys=True,
+                      default=lambda v: v.tolist() if hasattr(v, 'tolist') else str(v))
 
 
 def _evidence_field(report_item: dict) -> dict:
