@@ -15,6 +15,7 @@ from mmengine.logging import print_log
 
 from lgdea.registry import DATASETS
 from lgdea.utils.event_log import EventLog
+from .base_cxr import utf8_error
 
 __all__ = ['LimitedPairingDataset', 'DROPPED', 'replacement_stats', 'reset_replacements']
 
@@ -432,5 +433,8 @@ def _read_id_list(path: Optional[str]) -> set:
         raise FileNotFoundError(
             f'exclude_subjects_file "{path}" does not exist; build it with '
             '`python tools/build_eval_splits.py` or set exclude_subjects_file=None.')
-    with open(path) as f:
-        return {line.strip() for line in f if line.strip() and not line.startswith('#')}
+    try:
+        with open(path, encoding='utf-8') as f:
+            return {line.strip() for line in f if line.strip() and not line.startswith('#')}
+    except UnicodeDecodeError as exc:
+        raise utf8_error(path, exc) from exc
