@@ -17,5 +17,6 @@ train_dataloader = dict(
 custom_hooks = [
     dict(type='PairingSplitHook'),
     dict(type='LGDEAPhaseHook', by_epoch=True, phases='lgdea_phases'),
+    dict(type='CorruptImageReportHook'),
 ]
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3))

@@ -117,3 +117,30 @@ def test_shared_helpers(tmp_path):
     (tmp_path / 'labelled.csv').write_text('# seed=3\npatientId,label\nA,Normal\nB,Pneumonia\n')
     assert read_id_file(str(tmp_path / 'labelled.csv')) == (
         ['A', 'B'], {'A': 'Normal', 'B': 'Pneumonia'})
+
+
+def test_non_utf8_annotation_files_name_file_and_line(tmp_path):
+    from lgdea.datasets import IUXrayDataset, LimitedPairingDataset
+    from lgdea.datasets.base_cxr import read_subject_list
+    latin1 = 'Épanchement pleural gauche.'.encode('latin-1')
+    (tmp_path / 'ann.csv').write_bytes(b'image,report\na.png,Clear lungs.\nb.png,' + latin1
+                                       + b'\n')
+    with pytest.raises(ValueError, match=r'ann\.csv: line 3, column 7 \(byte 0xc9\) is not '
+                                         r'UTF-8.*iconv'):
+        GenericVLDataset(data_root=str(tmp_path), ann_file='ann.csv')
+    (tmp_path / 'ann.jsonl').write_bytes(b'{"image": "a.png", "report": "Clear."}\n'
+                                         b'{"image": "b.png", "report": "' + latin1 + b'"}\n')
+    with pytest.raises(ValueError, match=r'ann\.jsonl: line 2, column 31 \(byte 0xc9\)'):
+        GenericVLDataset(data_root=str(tmp_path), ann_file='ann.jsonl')
+    (tmp_path / 'reports.jsonl').write_bytes(b'{"id": "1", "images": [], "findings": "'
+                                             + latin1 + b'"}\n')
+    with pytest.raises(ValueError, match=r'reports\.jsonl: line 1, column 40'):
+        IUXrayDataset(data_root=str(tmp_path), ann_file='reports.jsonl')
+    (tmp_path / 'exclude.txt').write_bytes(b'p1\np\xe92\n')
+    with pytest.raises(ValueError, match=r'exclude\.txt: line 2, column 2'):
+        read_subject_list(str(tmp_path / 'exclude.txt'))
+    (tmp_path / 'ok.csv').write_text('image,report,study_id\na.png,Clear lungs.,s1\n')
+    with pytest.raises(ValueError, match=r'exclude\.txt: line 2, column 2'):
+        LimitedPairingDataset(dataset=GenericVLDataset(data_root=str(tmp_path),
+                                                       ann_file='ok.csv'),
+                              exclude_subjects_file=str(tmp_path / 'exclude.txt'))

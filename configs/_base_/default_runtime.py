@@ -14,7 +14,9 @@ default_hooks = dict(
     # default hook so that configs replacing `custom_hooks` keep it
     non_finite_guard=dict(type='NonFiniteGuardHook'),
 )
-custom_hooks = [dict(type='PairingSplitHook')]
+# CorruptImageReportHook: images skipped by LoadCXRImage(on_error='skip') and how their places
+# were filled, reported at the end of every epoch
+custom_hooks = [dict(type='PairingSplitHook'), dict(type='CorruptImageReportHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,

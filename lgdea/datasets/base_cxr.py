@@ -36,7 +36,7 @@ from lgdea.registry import TRANSFORMS
 __all__ = [
     'BaseCXRDataset', 'CHEXPERT_CLASSES', 'CHEXPERT_COMPETITION_TASKS', 'FRONTAL_VIEWS',
     'KNOWN_VIEWS', 'normalize_view', 'resolve_file', 'read_table', 'require_columns',
-    'read_id_file', 'read_subject_list', 'map_chexpert_labels', 'file_stem'
+    'read_id_file', 'read_subject_list', 'map_chexpert_labels', 'file_stem', 'utf8_error'
 ]
 
 #: The 14 CheXpert observations, in the column order of CheXpert's ``train.csv``.
@@ -136,6 +136,30 @@ def require_columns(df: pd.DataFrame, columns: Iterable[str], path: str, hint: s
                        f'{hint or "Check that this is the right file or rename the columns."}')
 
 
+def utf8_error(path: str, exc: Optional[UnicodeDecodeError] = None) -> ValueError:
+    """A ValueError naming ``path``, the line and the column of its first byte sequence that
+    is not UTF-8, and how to convert the file (gzipped files are read through gzip)."""
+    opener = open
+    if str(path).endswith('.gz'):
+        import gzip
+        opener = gzip.open
+    where = ''
+    with opener(path, 'rb') as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                raw.decode('utf-8')
+            except UnicodeDecodeError as e:
+                col = len(raw[:e.start].decode('utf-8')) + 1
+                where = f'line {line_no}, column {col} (byte 0x{raw[e.start]:02x})'
+                break
+    if not where:
+        where = f'byte {exc.start}' if exc is not None else 'somewhere'
+    return ValueError(
+        f'{path}: {where} is not UTF-8 text. Annotation files must be UTF-8: convert this one, '
+        f'e.g. `iconv -f WINDOWS-1252 -t UTF-8 {path} > fixed` when it was saved by Excel '
+        '(Latin-1 / Windows-1252), and point the dataset at the converted file.')
+
+
 def read_table(path: str,
                columns: Iterable[str] = (),
                hint: str = '',
@@ -150,7 +174,9 @@ def read_table(path: str,
         df = pd.read_csv(path, **kwargs)
     except pd.errors.EmptyDataError as exc:
         raise ValueError(f'{path}: the file is empty.') from exc
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise utf8_error(path, exc) from exc
+    except pd.errors.ParserError as exc:
         raise ValueError(f'{path}: cannot be parsed as CSV ({exc}).') from exc
     df.columns = [str(c).strip() for c in df.columns]
     require_columns(df, columns, path, hint)
@@ -181,8 +207,11 @@ def read_id_file(path: str) -> Tuple[List[str], Optional[Dict[str, str]]]:
     if not osp.isfile(path):
         raise FileNotFoundError(f'ID list {path!r} not found. Write it with '
                                 f'tools/build_eval_splits.py or fix the split_file path.')
-    with open(path, encoding='utf-8') as f:
-        lines = [ln for ln in f if ln.strip() and not ln.lstrip().startswith('#')]
+    try:
+        with open(path, encoding='utf-8') as f:
+            lines = [ln for ln in f if ln.strip() and not ln.lstrip().startswith('#')]
+    except UnicodeDecodeError as exc:
+        raise utf8_error(path, exc) from exc
     if not lines:
         raise ValueError(f'ID list {path!r} holds no IDs.')
     if ',' in lines[0]:
@@ -210,9 +239,12 @@ def read_subject_list(path: str) -> List[str]:
         raise FileNotFoundError(
             f'exclude_subjects_file {path!r} not found. Write it with '
             f'`python tools/build_eval_splits.py exclude ...` or set exclude_subjects_file=None.')
-    with open(path, encoding='utf-8') as f:
-        subjects = [ln.split(',')[0].strip() for ln in f
-                    if ln.strip() and not ln.lstrip().startswith('#')]
+    try:
+        with open(path, encoding='utf-8') as f:
+            subjects = [ln.split(',')[0].strip() for ln in f
+                        if ln.strip() and not ln.lstrip().startswith('#')]
+    except UnicodeDecodeError as exc:
+        raise utf8_error(path, exc) from exc
     if subjects and subjects[0].lower() in ('subject_id', 'subject', 'id'):
         subjects = subjects[1:]
     return subjects

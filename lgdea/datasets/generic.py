@@ -8,7 +8,7 @@ import pandas as pd
 
 from lgdea.evidence.base import normalize_report_text
 from lgdea.registry import DATASETS
-from .base_cxr import BaseCXRDataset, normalize_view, read_table
+from .base_cxr import BaseCXRDataset, normalize_view, read_table, utf8_error
 
 __all__ = ['GenericVLDataset']
 
@@ -111,14 +111,17 @@ class GenericVLDataset(BaseCXRDataset):
             if path.endswith('.gz'):
                 import gzip
                 opener = gzip.open
-            with opener(path, 'rt', encoding='utf-8') as f:
-                for line_no, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except json.JSONDecodeError as exc:
-                            raise ValueError(
-                                f'{path}: line {line_no} is not JSON ({exc}).') from exc
+            try:
+                with opener(path, 'rt', encoding='utf-8') as f:
+                    for line_no, line in enumerate(f, 1):
+                        if line.strip():
+                            try:
+                                rows.append(json.loads(line))
+                            except json.JSONDecodeError as exc:
+                                raise ValueError(
+                                    f'{path}: line {line_no} is not JSON ({exc}).') from exc
+            except UnicodeDecodeError as exc:
+                raise utf8_error(path, exc) from exc
             df = pd.DataFrame(rows)
         else:
             path = self.resolve_ann_file(name, name, 'Pass ann_file= the CSV of your data.')

@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from lgdea.registry import DATASETS
-from .base_cxr import FRONTAL_VIEWS, BaseCXRDataset, normalize_view
+from .base_cxr import FRONTAL_VIEWS, BaseCXRDataset, normalize_view, utf8_error
 
 __all__ = ['IUXrayDataset', 'IU_CLASSES', 'iu_labels_from_mesh', 'parse_iu_xml']
 
@@ -172,19 +172,23 @@ class IUXrayDataset(BaseCXRDataset):
             raise FileNotFoundError(f'IUXrayDataset: annotation file {path!r} not found; pass '
                                     f'ann_file= a reports.jsonl or the ecgen-radiology folder.')
         studies = []
-        with open(path, encoding='utf-8') as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    study = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f'{path}: line {line_no} is not JSON ({exc}).') from exc
-                for key in ('id', 'images'):
-                    if key not in study:
-                        raise KeyError(f'{path}: line {line_no} has no {key!r} key; expected the '
-                                       f'IU X-ray JSONL form (id, images, findings, impression).')
-                studies.append(study)
+        try:
+            with open(path, encoding='utf-8') as f:
+                lines = list(f)
+        except UnicodeDecodeError as exc:
+            raise utf8_error(path, exc) from exc
+        for line_no, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                study = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f'{path}: line {line_no} is not JSON ({exc}).') from exc
+            for key in ('id', 'images'):
+                if key not in study:
+                    raise KeyError(f'{path}: line {line_no} has no {key!r} key; expected the '
+                                   f'IU X-ray JSONL form (id, images, findings, impression).')
+            studies.append(study)
         return studies
 
     def _score(self, study: dict) -> Optional[np.ndarray]:

@@ -1,8 +1,10 @@
 """Batch sampler of the limited-pairing setting (paper Alg. 1, line 2)."""
+import logging
 import math
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
+from mmengine.logging import print_log
 from torch.utils.data import Sampler
 
 from lgdea.registry import DATA_SAMPLERS
@@ -23,6 +25,11 @@ class PropagationSampler(Sampler):
     mmengine's dataloader config), the global batch is ``batch_size * world_size``. Both
     halves of a pair stay on one rank and the ranks get disjoint shards of each global batch.
     Deterministic for a given ``seed`` and epoch.
+
+    A batch never repeats an item: a global batch that needs more paired studies, unpaired
+    images or unpaired reports than the pools hold is refused at construction with the pool
+    sizes and the largest batch size that fits, unless the dataset was built with
+    ``resample_small_pools=True`` (then items repeat within a batch and a warning says so).
 
     Args:
         sampler: the dataloader's sampler (mmengine passes it; its ``dataset``, ``seed`` and
@@ -79,6 +86,7 @@ class PropagationSampler(Sampler):
                              'batch; use n_paired=batch size or disjoint_unpaired=False.')
         self.n_paired = n_p
         self.n_unpaired = B - n_p
+        self._check_pools(paired_mode, n_paired, min_paired)
         if self.n_unpaired:
             self._num_batches = (n_unpaired // self.n_unpaired if drop_last
                                  else math.ceil(n_unpaired / self.n_unpaired))
@@ -86,6 +94,50 @@ class PropagationSampler(Sampler):
             n_img = sum(len(v) for v in self.dataset.paired_image_index.values())
             self._num_batches = n_img // B if drop_last else math.ceil(n_img / B)
         self._num_batches = max(1, self._num_batches)
+
+    def _composition(self, B: int, paired_mode: str, n_paired: Optional[int],
+                     min_paired: int) -> Tuple[int, int]:
+        """``(paired studies, unpaired images = unpaired reports)`` of a global batch ``B``."""
+        if not self.dataset.unpaired_image_ids:
+            return B, 0
+        if n_paired is not None:
+            n_p = int(n_paired)
+        elif paired_mode == 'half':
+            n_p = B // 2
+        else:
+            n_p = max(min_paired, int(round(B * len(self.paired_studies)
+                                            / max(1, self.dataset.num_images))))
+        return n_p, B - n_p
+
+    def _check_pools(self, paired_mode: str, n_paired: Optional[int], min_paired: int) -> None:
+        """Refuse (or, with the dataset's ``resample_small_pools=True``, warn about) a batch
+        that needs more distinct paired studies, unpaired images or unpaired reports than the
+        pools hold: such a batch would repeat items within itself."""
+        P = len(self.paired_studies)
+        U = len(self.dataset.unpaired_image_ids)
+        R = len(self.dataset.unpaired_report_ids)
+
+        def fits(n_p, n_u):
+            return 1 <= n_p <= P and 0 <= n_u <= min(U, R)
+
+        if fits(self.n_paired, self.n_unpaired):
+            return
+        W = self.world_size
+        largest = next((b for b in range(self.global_batch - W, 0, -W)
+                        if fits(*self._composition(b, paired_mode, n_paired, min_paired))), 0)
+        need = (f'a global batch of {self.global_batch} (batch_size={self.batch_size} x '
+                f'{W} rank(s)) takes {self.n_paired} paired studies, {self.n_unpaired} unpaired '
+                f'images and {self.n_unpaired} unpaired reports, but the pools hold {P} paired '
+                f'studies, {U} unpaired images and {R} unpaired reports')
+        if getattr(self.dataset, 'resample_small_pools', False):
+            print_log(f'PropagationSampler: {need}; items are repeated within a batch '
+                      '(resample_small_pools=True).', logger='current', level=logging.WARNING)
+            return
+        hint = (f'the largest batch_size is {largest // W} per rank (global {largest})'
+                if largest else 'no batch size fits (lower n_paired)')
+        raise ValueError(f'PropagationSampler: {need}, so a batch would repeat items; {hint}. '
+                         'Lower batch_size (or n_paired), or set resample_small_pools=True on '
+                         'the LimitedPairingDataset to repeat items with a warning.')
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -147,5 +199,18 @@ class _Cycle:
                 if not self.items:
                     raise ValueError('cannot draw from an empty pool')
                 self.order = [self.items[i] for i in self.rng.permutation(len(self.items))]
+                self._keep_distinct(out, n - len(out))
             out.append(self.order.pop())
         return out
+
+    def _keep_distinct(self, taken: list, still: int) -> None:
+        """After a re-shuffle in the middle of a draw: when one of the next ``still`` items
+        was already drawn, move the drawn items to the far end of the new order (the draw stays
+        distinct while the pool is large enough; other orders are left untouched)."""
+        if not taken:
+            return
+        seen = set(taken)
+        if not seen & set(self.order[-still:]):
+            return
+        self.order = ([x for x in self.order if x in seen]
+                      + [x for x in self.order if x not in seen])

@@ -1,9 +1,5 @@
 """Loading of chest X-ray images (JPEG / PNG 8- or 16-bit / DICOM) as grayscale uint8 arrays."""
-import atexit
-import json
 import os
-import tempfile
-import threading
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -11,6 +7,7 @@ from mmcv.transforms import BaseTransform
 from mmengine.logging import print_log
 
 from lgdea.registry import TRANSFORMS
+from lgdea.utils.event_log import EventLog
 from .geometry import resize_record
 
 __all__ = ['LoadCXRImage', 'CorruptImageError', 'corrupt_image_stats', 'reset_corrupt_images',
@@ -23,42 +20,19 @@ class CorruptImageError(OSError):
     """An image file exists but cannot be decoded."""
 
 
-# --------------------------------------------------------------------------------------------
-# Process-wide record of skipped (corrupt / missing) images.
-#
-# DataLoader workers are separate processes, so an in-memory counter would stay in the
-# workers. The record is an append-only JSON-lines file created by the process that builds the
-# transform (the trainer process of each rank); every ``LoadCXRImage`` carries its path into
-# the workers (fork or spawn alike) and appends one line per skipped file. The count is the
-# number of lines. :class:`CorruptImageReportHook` reads and resets it once per epoch.
-# --------------------------------------------------------------------------------------------
-_LOG_LOCK = threading.Lock()
-_LOG_PATH: Optional[str] = None
+# Process-wide record of skipped (corrupt / missing) images: one line per skipped file,
+# appended by the DataLoader workers; :class:`CorruptImageReportHook` reads and resets it once
+# per epoch (lgdea/utils/event_log.py).
+_CORRUPT_LOG = EventLog('lgdea_corrupt_images')
 
 
 def _corrupt_log_path() -> str:
     """Path of this process's skipped-image record (created on first use)."""
-    global _LOG_PATH
-    with _LOG_LOCK:
-        if _LOG_PATH is None or not os.path.exists(_LOG_PATH):
-            fd, path = tempfile.mkstemp(prefix=f'lgdea_corrupt_images_{os.getpid()}_',
-                                        suffix='.jsonl')
-            os.close(fd)
-            _LOG_PATH = path
-            owner = os.getpid()
-            atexit.register(lambda: os.getpid() == owner and os.path.exists(path)
-                            and os.remove(path))
-        return _LOG_PATH
+    return _CORRUPT_LOG.path()
 
 
 def _record_corrupt_image(log_path: str, img_path: str, reason: str) -> None:
-    line = json.dumps(dict(img_path=str(img_path), reason=str(reason)[:500])) + '\n'
-    # one small O_APPEND write per event: lines from several workers do not interleave.
-    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, line.encode('utf-8'))
-    finally:
-        os.close(fd)
+    EventLog.append(log_path, img_path=str(img_path), reason=str(reason))
 
 
 def corrupt_image_stats(max_paths: int = 5,
@@ -68,25 +42,13 @@ def corrupt_image_stats(max_paths: int = 5,
     Returns:
         ``(count, [dict(img_path=..., reason=...), ...])``.
     """
-    path = log_path or _corrupt_log_path()
-    if not os.path.exists(path):
-        return 0, []
-    count, first = 0, []
-    with open(path, encoding='utf-8') as f:
-        for line in f:
-            if not line.strip():
-                continue
-            count += 1
-            if len(first) < max_paths:
-                first.append(json.loads(line))
+    count, first, _ = _CORRUPT_LOG.stats(max_items=max_paths, path=log_path)
     return count, first
 
 
 def reset_corrupt_images(log_path: Optional[str] = None) -> None:
     """Empty the skipped-image record."""
-    path = log_path or _corrupt_log_path()
-    with open(path, 'w', encoding='utf-8'):
-        pass
+    _CORRUPT_LOG.reset(log_path)
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,6 +10,10 @@ from lgdea.registry import HOOKS
 class PairingSplitHook(Hook):
     """Dumps ``LimitedPairingDataset.split_info()`` to ``<work_dir>/pairing_split.json``
     before training, so every run records which studies were paired (and with which seed).
+
+    In the paired-only mode (no ``PropagationSampler``) it also refuses, before the first
+    iteration, a global batch larger than the paired pool
+    (``LimitedPairingDataset.check_batch_size``).
     """
 
     priority = 'VERY_LOW'
@@ -27,6 +31,9 @@ class PairingSplitHook(Hook):
         if runner.rank == 0:
             dataset.dump_split(path)
         bs = runner.train_dataloader.batch_sampler
+        if not hasattr(bs, 'n_paired') and runner.train_dataloader.batch_size:
+            world = runner.world_size
+            dataset.check_batch_size(runner.train_dataloader.batch_size * world, world)
         extra = ''
         if hasattr(bs, 'n_paired'):
             extra = (f'; per global batch: {bs.n_paired} paired studies, '
