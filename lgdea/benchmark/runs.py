@@ -16,7 +16,9 @@ state                     on disk                                               
 
 :class:`RunExecutor` runs ``tools/train.py`` then ``tools/test.py`` (``tools/dist_*.sh`` for
 several processes per run) in their own processes, appends their output to
-``<work_dir>/benchmark.log`` and records wall times in ``<work_dir>/benchmark_run.json``.
+``<work_dir>/benchmark.log`` and records wall times, and per step the hardware and the code
+commit (for the protocol card, :mod:`lgdea.benchmark.protocol`), in
+``<work_dir>/benchmark_run.json``.
 """
 import argparse
 import glob
@@ -343,11 +345,25 @@ class RunExecutor:
     def _launch(self, run: RunSpec, step: str, cmd: List[str]) -> float:
         log_path = osp.join(run.work_dir, RUN_LOG_FILE)
         env = dict(self.env, **({'PYTHON': self.python} if run.gpus > 1 else {}))
+        self._record_protocol(run, step, env)
         start = time.time()
         code = self.launcher(cmd, log_path, env or None)
         if code:
             raise RunFailedError(run, step, cmd, code, log_path)
         return time.time() - start
+
+    def _record_protocol(self, run: RunSpec, step: str, env: Dict[str, str]) -> None:
+        """Note in ``benchmark_run.json`` what only this machine knows about a step: its
+        hardware (:func:`~lgdea.benchmark.protocol.environment_facts`) and the code version
+        (:func:`~lgdea.benchmark.protocol.code_version`), under ``environment[step]`` and
+        ``code[step]``; the protocol card reads them."""
+        from .protocol import code_version, environment_facts
+        info = read_run_info(run.work_dir)
+        environment = dict(info.get('environment') or {})
+        environment[step] = environment_facts(run.gpus, {**os.environ, **env})
+        code = dict(info.get('code') or {})
+        code[step] = code_version()
+        write_run_info(run.work_dir, environment=environment, code=code)
 
     def execute(self, run: RunSpec, position: str = '') -> RunOutcome:
         """Train (or resume) and evaluate ``run`` as far as its state requires.
