@@ -576,27 +576,46 @@ def format_card_markdown(merged: dict, title: str = 'Protocol') -> str:
 
 # ---------------------------------------------------------------------------- comparing
 def summarize_field(merged: dict, key: str) -> str:
-    """One field of a merged card as text: the shared value, or ``run: value`` per run."""
+    """One field of a merged card as text: the shared value, or each value with its runs."""
     if key in merged.get('common', {}):
         return format_value(key, merged['common'][key])
     per_run = merged.get('per_run', {}).get(key)
     if per_run is None:
         return 'not recorded'
-    return '; '.join(f'{run_id}: {format_value(key, v)}' for run_id, v in per_run.items())
+    return _grouped({run_id: format_value(key, v) for run_id, v in per_run.items()})
 
 
-def _field_data(merged: dict, key: str):
+def _by_group(merged: dict, key: str, groups: Dict[str, str]) -> Dict[str, List[str]]:
+    """``{group: sorted distinct values (as JSON)}`` of one field; a run's group is
+    ``groups[run_id]`` (its setting), the run id itself when not given."""
+    runs = merged.get('runs') or []
     if key in merged.get('common', {}):
-        return merged['common'][key]
-    return merged.get('per_run', {}).get(key)
+        values = {run_id: merged['common'][key] for run_id in runs}
+    else:
+        values = dict(merged.get('per_run', {}).get(key) or {})
+    out: Dict[str, set] = {}
+    for run_id, value in values.items():
+        out.setdefault(groups.get(run_id, run_id), set()).add(json.dumps(value,
+                                                                         sort_keys=True))
+    return {g: sorted(v) for g, v in out.items()}
 
 
-def protocol_differences(a: dict, b: dict) -> List[Tuple[str, str, str]]:
+def protocol_differences(a: dict, b: dict, groups_a: Optional[Dict[str, str]] = None,
+                         groups_b: Optional[Dict[str, str]] = None
+                         ) -> List[Tuple[str, str, str]]:
     """``(field label, text in A, text in B)`` for every card field in which two merged
-    cards (``results.json['protocol']``) differ, in :data:`PROTOCOL_FIELDS` order."""
+    cards (``results.json['protocol']``) differ, in :data:`PROTOCOL_FIELDS` order.
+
+    Runs are matched by group (``groups_*``: run id -> setting id, so that seed 0 of a
+    setting in A meets seed 1 of it in B): a field differs when, for a group both files
+    have, the sets of values differ. Without groups runs are matched by run id.
+    """
+    groups_a, groups_b = groups_a or {}, groups_b or {}
     out = []
     for key, label in PROTOCOL_FIELDS:
-        if not _same(_field_data(a, key), _field_data(b, key)):
+        va, vb = _by_group(a, key, groups_a), _by_group(b, key, groups_b)
+        shared = set(va) & set(vb)
+        if any(va[g] != vb[g] for g in shared):
             out.append((label, summarize_field(a, key), summarize_field(b, key)))
     return out
 
