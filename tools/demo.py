@@ -126,8 +126,7 @@ def main(argv=None, executor: RunExecutor = None):
     table = format_markdown_grid(build_table(layout, spec.settings, records, spec.seeds),
                                  mark_best=False)
     cards = cards_of(records)
-    card_md = format_card_markdown(table_card(cards)).replace(
-        'results.json, `protocol`', 'demo_results.json, `protocol` of each row')
+    card_md = format_card_markdown(table_card(cards), 'demo_results.json, `protocol` of each row')
     total = time.time() - start
     print('\nSynthetic CXR benchmark (accuracy and P@K in %, chance = 20%):\n')
     print(table)

@@ -171,9 +171,14 @@ def _registry_class(registry_name: str, type_name):
     if not isinstance(type_name, str):
         return type_name if inspect.isclass(type_name) else None
     from lgdea import registry
-    from lgdea.utils import register_all_modules
-    register_all_modules(init_default_scope=False)
+    if not _REGISTERED:
+        from lgdea.utils import register_all_modules
+        register_all_modules(init_default_scope=False)
+        _REGISTERED.append(True)
     return getattr(registry, registry_name).get(type_name)
+
+
+_REGISTERED: List[bool] = []
 
 
 def _eval_sets(cfg) -> List[Tuple[str, dict, list]]:
@@ -246,20 +251,24 @@ def _prompts_fields(cfg) -> Tuple[object, object, object]:
         return none, none, none
     prompts, aggregation, zscore = {}, {}, {}
     for name, metric, dataset in metrics:
-        source = 'evaluator config'
-        if metric.prompts is None:
-            try:
-                meta = _lazy_dataset(dataset).metainfo
-            except Exception as exc:
-                prompts[name] = unknown(f'prompts come from the metainfo of {dataset.get("type")}'
-                                        f', which could not be built: {exc}')
-                meta = None
-            if meta is not None:
-                metric.dataset_meta = meta
-                source = f'metainfo of {dataset.get("type")} (split {dataset.get("split")})'
+        # the metric sees the dataset's metainfo (its classes, and the prompts unless the
+        # evaluator config gives them)
+        try:
+            meta, failure = _lazy_dataset(dataset).metainfo, None
+        except Exception as exc:
+            meta, failure = None, exc
+        if meta is not None:
+            metric.dataset_meta = meta
+            source = ('evaluator config' if metric.prompts is not None else
+                      f'metainfo of {dataset.get("type")} (split {dataset.get("split")})')
+        elif metric.prompts is not None:
+            classes = _inner_dataset(dataset).get('classes')
+            metric.dataset_meta = {'classes': list(classes)} if classes else {}
+            source = ('evaluator config; classes from the dataset config (the dataset could '
+                      'not be built here)')
         else:
-            metric.dataset_meta = {'classes': _inner_dataset(dataset).get('classes')} \
-                if _inner_dataset(dataset).get('classes') else {}
+            prompts[name] = unknown(f'prompts come from the metainfo of {dataset.get("type")},'
+                                    f' which could not be built here: {failure}')
         if name not in prompts:
             try:
                 classes, per_class = metric.class_prompts()
@@ -555,13 +564,18 @@ def _escape(text: str) -> str:
     return str(text).replace('|', '\\|')
 
 
-def format_card_markdown(merged: dict, title: str = 'Protocol') -> str:
+def format_card_markdown(merged: dict, full_card: str = 'results.json, `protocol`') -> str:
     """The card of a table as markdown: one line per field, with the value the runs share,
-    or, for a field in which they differ, each value followed by the runs that have it."""
+    or, for a field in which they differ, each value followed by the runs that have it.
+
+    Args:
+        merged: a :func:`table_card`.
+        full_card: where the whole card (prompt lists, full hashes) is stored.
+    """
     if not merged['runs']:
-        return f'**{title}**: no finished run, nothing to describe.\n'
-    lines = [f'**{title}** of the {len(merged["runs"])} run(s) above (every field in full: '
-             'results.json, `protocol`):', '']
+        return '**Protocol**: no finished run, nothing to describe.\n'
+    lines = [f'**Protocol** of the {len(merged["runs"])} run(s) above (every field in full: '
+             f'{full_card}):', '']
     for key, label in PROTOCOL_FIELDS:
         if key in merged['common']:
             lines.append(f'- {label}: {_escape(format_value(key, merged["common"][key]))}')

@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from .comparisons import compute_comparisons, format_comparisons
 from .figures import make_figures
 from .protocol import (PROTOCOL_FIELDS, cards_of, code_version, format_card_markdown,
-                       table_card, table_run_ids)
+                       format_value, table_card, table_run_ids)
 from .results import RunRecord, collect_run
 from .runs import (RunExecutor, RunFailedError, latest_results_file, prepare_run,
                    thread_env)
@@ -210,8 +210,9 @@ class BenchmarkRunner:
                             self.spec.std_ddof) for key in self.spec.tables]
 
     def write_outputs(self, records: Sequence[RunRecord]) -> str:
-        """Write ``tables/*.md|csv``, ``<work_dir>/results.md`` and ``results.json`` (generated); returns the markdown
-        of the tables (what the tool prints)."""
+        """Write ``tables/*.md|csv``, ``<work_dir>/results.md`` and ``results.json``, every
+        table with the protocol card of its runs (:mod:`.protocol`); returns the markdown of
+        the tables and their cards (what the tool prints)."""
         spec = self.spec
         tables = self.build_tables(records)
         table_dir = osp.join(spec.work_dir, 'tables')
@@ -240,15 +241,18 @@ class BenchmarkRunner:
         tables_md = '\n'.join(sections)
         finished = sum(r.status == 'finished' for r in records)
         now = datetime.datetime.now().isoformat(timespec='seconds')
+        collected_with = code_version()
         header = (f'# {spec.title}\n\nSpec: `{spec.path}`; work dir: `{spec.work_dir}`; '
-                  f'{finished}/{len(records)} runs finished; generated {now}.\n')
+                  f'{finished}/{len(records)} runs finished; generated {now} with code '
+                  f'{format_value("code_commit", collected_with)}. Under every table: the '
+                  'protocol card of its runs.\n')
         with open(osp.join(spec.work_dir, 'results.md'), 'w') as f:
             f.write(header + '\n' + tables_md + '\n' + format_run_list(records))
         tables_json = {}
         for t in tables:
             tables_json[t.layout.key] = dict(table_to_json(t), protocol=table_cards[t.layout.key])
         protocol = dict(table_card(cards), fields=dict(PROTOCOL_FIELDS), cards=cards,
-                        collected_with=code_version())
+                        collected_with=collected_with)
         summary = dict(spec=spec.path, work_dir=spec.work_dir, generated=now, seeds=spec.seeds,
                        std_ddof=spec.std_ddof, datasets=spec.datasets,
                        runs=[r.to_json() for r in records],
