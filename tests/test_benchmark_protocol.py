@@ -275,3 +275,88 @@ def test_demo_prints_the_card_under_its_table(tmp_path, capsys):
     with open(osp.join(work, 'demo_results.json')) as f:
         assert json.load(f)[0]['protocol']['pairing_ratio'] == dict(pair_ratio=0.05,
                                                                      pair_seed=0)
+
+
+MMENGINE_LINES = [
+    '12/07 05:00:00 - mmengine - INFO - Iter(train) [ 50/600]  lr: 1.0000e-03  eta: 0:03:10  '
+    'time: 0.3500  data_time: 0.0100  loss: 2.3456  loss_itc: 2.3456\n',
+    '12/07 05:00:20 - mmengine - INFO - Iter(train) [100/600]  lr: 1.0000e-03  eta: 0:02:50  '
+    'time: 0.3400  data_time: 0.0100  loss: 1.9876  loss_itc: 1.9876\n',
+]
+
+
+def test_progress_lines_while_training_and_evaluating(tmp_path):
+    """The executor reports iteration / total, loss and ETA from the step's log as it runs
+    (the fake launcher writes mmengine lines and waits between them)."""
+    import time
+
+    def launcher(cmd, log_path, env=None):
+        work_dir = cmd[cmd.index('--work-dir') + 1]
+        train = osp.join(ROOT, 'tools', 'train.py') in cmd
+        lines = MMENGINE_LINES if train else [
+            '12/07 05:04:00 - mmengine - INFO - Iter(test) [ 5/10]  eta: 0:00:04  time: 0.8\n']
+        for line in lines:
+            with open(log_path, 'a') as f:
+                f.write(line)
+            time.sleep(0.3)
+        if train:
+            open(osp.join(work_dir, 'iter_600.pth'), 'w').close()
+        else:
+            _write(osp.join(work_dir, '20260101_120000_test_results.json'), {P1: 1.0})
+        return 0
+
+    spec = tmp_path / 'spec.py'
+    spec.write_text("runs = [dict(name='CLIP', config='configs/demo/clip_demo_p5.py', "
+                    "pairing=5)]\nseeds = [0]\ntables = ['retrieval']\n")
+    messages = []
+    executor = RunExecutor(launcher=launcher, log=messages.append, progress_interval=0.05)
+    benchmark_tool.main([str(spec), '--work-dir', str(tmp_path / 'b')], executor=executor)
+    progress = [m for m in messages if 'progress:' in m]
+    assert progress == [
+        '[benchmark] 1/1 CLIP_p5_seed0: training progress: train iter 50/600 (8%), '
+        'loss 2.3456, ETA 0:03:10',
+        '[benchmark] 1/1 CLIP_p5_seed0: training progress: train iter 100/600 (17%), '
+        'loss 1.9876, ETA 0:02:50',
+        '[benchmark] 1/1 CLIP_p5_seed0: evaluation progress: test iter 5/10 (50%), '
+        'ETA 0:00:04']
+    assert messages.index(progress[0]) > messages.index(
+        next(m for m in messages if ': training configs/demo/clip_demo_p5.py' in m))
+
+
+def test_progress_parsing_epochs_estimates_and_relay(tmp_path):
+    from lgdea.benchmark.progress import latest_progress, latest_relayed
+    p = latest_progress('x\nEpoch(train) [1][400/10]  lr: 1e-3  loss: 0.5\n')
+    assert (p.epoch, p.current, p.total, p.loss, p.eta) == (1, 400, 10, '0.5', None)
+    assert p.describe(12.0) == 'train epoch 1, iter 400/10, loss 0.5'  # as logged
+    q = latest_progress('Iter(test) [2/8]  time: 0.5\n')
+    assert q.describe(10.0) == 'test iter 2/8 (25%), ETA 0:00:30 (estimated)'
+    assert latest_progress('no iteration here\n') is None
+    child_log = ('[benchmark] 1/1 A_p5_seed0: training progress: train iter 50/600 (8%)\n'
+                 'Iter(train) [60/600]\n'
+                 '[benchmark] 1/1 A_p5_seed0: training progress: train iter 100/600 (17%)\n')
+    assert latest_relayed(child_log).endswith('iter 100/600 (17%)')
+
+
+def test_parallel_dispatch_relays_the_progress_of_its_processes(tmp_path):
+    """``--dispatch local``: the progress lines each ``--only`` process prints reach the
+    dispatcher's output while the process runs (a shell script stands in for the process)."""
+    from lgdea.benchmark import BenchmarkRunner, load_spec
+    spec_path = tmp_path / 'spec.py'
+    spec_path.write_text("runs = [dict(name='CLIP', config='configs/demo/clip_demo_p5.py', "
+                         "pairing=5)]\nseeds = [0]\ntables = ['retrieval']\n")
+    work = str(tmp_path / 'bench')
+    fake = tmp_path / 'fake_python.sh'
+    # called as: fake tools/benchmark.py SPEC --only RUN --work-dir WORK
+    fake.write_text('#!/bin/sh\n'
+                    'echo "[benchmark] 1/1 $4: training progress: train iter 50/600 (8%)"\n'
+                    'sleep 1\nmkdir -p "$6/$4"\n'
+                    'echo \'{"x": 1}\' > "$6/$4/20260101_120000_test_results.json"\n')
+    fake.chmod(0o755)
+    messages = []
+    runner = BenchmarkRunner(load_spec(str(spec_path), work_dir=work), log=messages.append)
+    runner.run_parallel(runner.runs, 1, ['--work-dir', work], python=str(fake),
+                        poll_seconds=0.2)
+    relayed = '[benchmark] 1/1 CLIP_p5_seed0: training progress: train iter 50/600 (8%)'
+    assert relayed in messages
+    assert messages.index(relayed) < next(i for i, m in enumerate(messages)
+                                          if 'CLIP_p5_seed0 done' in m)

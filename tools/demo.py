@@ -6,7 +6,9 @@
 
 Each run is ``tools/train.py`` then ``tools/test.py`` in its own process
 (:class:`lgdea.benchmark.RunExecutor`); finished runs (test results present) are reused and a
-trained run is only evaluated, so an interrupted demo resumes. ``--jobs`` runs (default 2) go
+trained run is only evaluated, so an interrupted demo resumes. While a run trains or is
+evaluated, its iteration / total, loss and ETA are printed from its log (docs/benchmark.md,
+section 1). ``--jobs`` runs (default 2) go
 at once, each with ``cpus // jobs`` math threads: on a 2-core CPU that is about 20% faster than
 one after the other, because the small demo models do not keep two threads busy. Run
 ``<config stem>_seed<seed>`` works in ``<work-dir>/<config stem>_seed<seed>``. The metrics

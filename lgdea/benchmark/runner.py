@@ -25,6 +25,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from .comparisons import compute_comparisons, format_comparisons
 from .figures import make_figures
+from .progress import latest_relayed, read_from
 from .protocol import (PROTOCOL_FIELDS, cards_of, code_version, format_card_markdown,
                        format_value, table_card, table_run_ids)
 from .results import RunRecord, collect_run
@@ -61,6 +62,7 @@ class BenchmarkRunner:
         self.log = log or (lambda msg: print(msg, flush=True))
         self.executor = executor or RunExecutor(log=self.log)
         self.runs = spec.expand()
+        self._relayed: Dict[int, tuple] = {}  # parallel dispatch: slot -> (log offset, line)
         self.layouts = build_layouts(spec.datasets, spec.linear_probe_pct,
                                      spec.grounding_classes, spec.columns)
         unknown = [t for t in spec.tables if t not in self.layouts]
@@ -181,11 +183,14 @@ class BenchmarkRunner:
                     proc = subprocess.Popen(self.job_command(run, tool_args, python), cwd=ROOT,
                                             stdout=out, stderr=subprocess.STDOUT, env=env)
                 running[slot] = (run, proc, log_path, time.time())
+                self._relayed[slot] = (osp.getsize(log_path), None)  # log is appended to
                 self.log(f'[benchmark] started {run.run_id} (slot {slot}, log: {log_path})')
             time.sleep(poll_seconds if running else 0)
             for slot, (run, proc, log_path, start) in list(running.items()):
+                self._relay_progress(slot, log_path)
                 if proc.poll() is None:
                     continue
+                self._relayed.pop(slot, None)
                 del running[slot]
                 done += 1
                 status = 'done' if proc.returncode == 0 else f'FAILED ({proc.returncode})'
@@ -198,6 +203,17 @@ class BenchmarkRunner:
                                     f'{log_path}:\n{tail}')
         if failures:
             raise BenchmarkFailedError(failures)
+
+    def _relay_progress(self, slot: int, log_path: str) -> None:
+        """Repeat the newest progress line a ``--only`` process wrote to its log since the
+        last call (``self._relayed[slot]``: read offset and last line relayed)."""
+        offset, last = self._relayed.get(slot, (0, None))
+        text, offset = read_from(log_path, offset)
+        line = latest_relayed(text)
+        if line is not None and line != last:
+            self.log(line)
+            last = line
+        self._relayed[slot] = (offset, last)
 
     # collecting -------------------------------------------------------------------------
     def collect(self) -> List[RunRecord]:

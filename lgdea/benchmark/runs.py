@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from .progress import PROGRESS_TAG, LogProgress
 from .spec import ROOT, RunSpec, format_pairing
 
 __all__ = ['RUN_INFO_FILE', 'RUN_LOG_FILE', 'RunFailedError', 'RunOutcome', 'RunExecutor',
@@ -309,12 +310,17 @@ class RunExecutor:
             ``data/...``, resolve there); default: the repository root. Tools and configs are
             passed as absolute paths.
         env: extra environment variables of every subprocess (e.g. :func:`thread_env`).
+        progress_interval: seconds between reads of the run's log while a step runs; each
+            new iteration line mmengine logged is reported as ``<run>: training progress:
+            train iter 150/600 (25%), loss 2.3100, ETA 0:02:40``
+            (:class:`~lgdea.benchmark.progress.LogProgress`).
     """
 
     def __init__(self, python: str = sys.executable, launcher: Optional[Launcher] = None,
                  log: Optional[Callable[[str], None]] = None, cwd: str = ROOT,
-                 env: Optional[Dict[str, str]] = None):
+                 env: Optional[Dict[str, str]] = None, progress_interval: float = 10.0):
         self.python = python
+        self.progress_interval = progress_interval
         self.cwd = cwd
         self.env = dict(env or {})
         self.launcher = launcher or partial(launch_subprocess, cwd=cwd)
@@ -342,12 +348,15 @@ class RunExecutor:
         return cmd + (['--cfg-options', *cfg_options] if cfg_options else [])
 
     # execution --------------------------------------------------------------------------
-    def _launch(self, run: RunSpec, step: str, cmd: List[str]) -> float:
+    def _launch(self, run: RunSpec, step: str, cmd: List[str], prefix: str) -> float:
         log_path = osp.join(run.work_dir, RUN_LOG_FILE)
         env = dict(self.env, **({'PYTHON': self.python} if run.gpus > 1 else {}))
         self._record_protocol(run, step, env)
         start = time.time()
-        code = self.launcher(cmd, log_path, env or None)
+        with LogProgress(log_path, lambda text: self.log(f'{prefix}: {step} {PROGRESS_TAG} '
+                                                         f'{text}'),
+                         self.progress_interval):
+            code = self.launcher(cmd, log_path, env or None)
         if code:
             raise RunFailedError(run, step, cmd, code, log_path)
         return time.time() - start
@@ -398,7 +407,8 @@ class RunExecutor:
             write_run_info(run.work_dir, run_id=run.run_id, config=run.config,
                            cfg_options=opts, train_finished=False)
             seconds = self._launch(run, 'training',
-                                   self.train_command(run, opts, resume=state == 'interrupted'))
+                                   self.train_command(run, opts, resume=state == 'interrupted'),
+                                   prefix)
             info = read_run_info(run.work_dir)
             write_run_info(run.work_dir, train_finished=True,
                            train_seconds=round(info.get('train_seconds', 0.0) + seconds, 1))
@@ -406,7 +416,8 @@ class RunExecutor:
         if checkpoint is None:
             raise RunFailedError(run, 'training (no checkpoint written)', [], 1, log_path)
         self.log(f'{prefix}: evaluating {osp.basename(checkpoint)}')
-        seconds = self._launch(run, 'evaluation', self.test_command(run, checkpoint, opts))
+        seconds = self._launch(run, 'evaluation', self.test_command(run, checkpoint, opts),
+                               prefix)
         results = latest_results_file(run.work_dir)
         if results is None:
             raise RunFailedError(run, 'evaluation (no *_test_results.json written: test_cfg '
