@@ -149,10 +149,12 @@ class FakeLauncher:
 
 def test_tables_from_stored_results_exact_markdown(spec_file, fake_work_dir, capsys):
     out = benchmark_tool.main([spec_file, '--collect', '--work-dir', fake_work_dir])
+    # each table file: the table, then the protocol card of its runs (tested in
+    # tests/test_benchmark_protocol.py)
     with open(osp.join(fake_work_dir, 'tables', 'retrieval.md')) as f:
-        assert f.read() == EXPECTED_RETRIEVAL
+        assert f.read().startswith(EXPECTED_RETRIEVAL + '\n**Protocol** of the 5 run(s) above')
     with open(osp.join(fake_work_dir, 'tables', 'grounding.md')) as f:
-        assert f.read() == EXPECTED_GROUNDING
+        assert f.read().startswith(EXPECTED_GROUNDING + '\n**Protocol** of the 5 run(s) above')
     assert EXPECTED_RETRIEVAL in out['markdown'] and EXPECTED_RETRIEVAL in capsys.readouterr().out
 
     # Table III: only the settings below 100% pairing

@@ -7,10 +7,13 @@ comparison tables (markdown + CSV), mean ± std over seeds, best per column in b
     python tools/benchmark.py SPEC --only LGDEA_p5_seed1                     # one run (a job)
     python tools/benchmark.py SPEC --dispatch local --jobs 4 --devices 0 1 2 3
     python tools/benchmark.py SPEC --collect                                 # tables only
+    python tools/benchmark.py --compare A/results.json B/results.json        # protocol + numbers
 
 Finished runs (results JSON present) are reused and a trained run without results is only
 evaluated, so an interrupted benchmark resumes where it stopped. Outputs go to the spec's
-work dir: ``tables/<table>.md|csv``, ``results.md``, ``results.json`` (docs/benchmark.md).
+work dir: ``tables/<table>.md|csv``, ``results.md``, ``results.json`` (docs/benchmark.md), each
+table with the protocol card of its runs. ``--compare`` lists every protocol difference between
+two ``results.json`` files, then their metrics side by side.
 """
 import argparse
 import os
@@ -23,13 +26,19 @@ if _REPO_ROOT not in sys.path:
 
 from lgdea.benchmark import (BenchmarkFailedError, BenchmarkRunner,  # noqa: E402
                              FiguresUnavailableError, RunExecutor, RunFailedError, load_spec)
+from lgdea.benchmark.compare import (ResultsFileError, compare_results,  # noqa: E402
+                                     format_compare, load_results)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     """Parse the command line (``argv`` None = ``sys.argv[1:]``)."""
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('spec', help='benchmark spec, e.g. configs/benchmark/demo_synthetic.py')
+    p.add_argument('spec', nargs='?',
+                   help='benchmark spec, e.g. configs/benchmark/demo_synthetic.py')
+    p.add_argument('--compare', nargs=2, metavar=('A.json', 'B.json'),
+                   help='compare two results.json files (protocol differences, then the '
+                   'metrics side by side); takes no spec and no other option')
     p.add_argument('--work-dir', help='override the spec work_dir (runs, tables, results)')
     p.add_argument('--seeds', nargs='+', type=int, help='override the spec seeds')
     p.add_argument('--iters', type=int,
@@ -59,7 +68,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--python', default=sys.executable,
                    help='interpreter of the train / test processes and of printed commands')
     p.add_argument('--no-figures', action='store_true', help='skip the spec figures')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.compare:
+        defaults = vars(p.parse_args([]))
+        extra = [f'--{k.replace("_", "-")}' if k != 'spec' else f'the spec {args.spec}'
+                 for k, v in vars(args).items() if k != 'compare' and v != defaults[k]]
+        if extra:
+            p.error(f'--compare takes two results files and nothing else (got {", ".join(extra)})')
+    elif not args.spec:
+        p.error('give a benchmark spec (e.g. configs/benchmark/demo_synthetic.py), or '
+                '--compare A.json B.json')
+    return args
 
 
 def forwarded_args(args: argparse.Namespace, work_dir: str) -> list:
@@ -92,15 +111,33 @@ def write_tables(runner: BenchmarkRunner, figures: bool) -> dict:
     return dict(records=records, markdown=tables_md)
 
 
+def compare(path_a: str, path_b: str) -> dict:
+    """Print the protocol differences and the metrics of two results files; returns
+    ``dict(comparison=..., markdown=...)``. A bad file ends the tool with its name and what to
+    pass instead."""
+    try:
+        a, b = load_results(path_a), load_results(path_b)
+    except ResultsFileError as exc:
+        raise SystemExit(f'[benchmark] --compare: {exc}')
+    result = compare_results(a, b, path_a, path_b)
+    titles = {k: t.get('title', k) for d in (a, b) for k, t in d['tables'].items()}
+    markdown = format_compare(result, titles)
+    print(markdown, end='')
+    return dict(comparison=result, markdown=markdown)
+
+
 def main(argv=None, executor: RunExecutor = None) -> dict:
     """Run the tool; returns ``dict(records=..., markdown=...)`` when tables were written,
-    ``dict(commands=...)`` for ``--dispatch print``, else ``{}``.
+    ``dict(commands=...)`` for ``--dispatch print``, ``dict(comparison=..., markdown=...)``
+    for ``--compare``, else ``{}``.
 
     Args:
         argv: command-line arguments (None = ``sys.argv[1:]``).
         executor: the run executor (tests pass one with a fake launcher).
     """
     args = parse_args(argv)
+    if args.compare:
+        return compare(*args.compare)
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     work_dir = osp.abspath(args.work_dir) if args.work_dir else None
     spec = load_spec(args.spec, work_dir=work_dir, seeds=args.seeds, iters=args.iters,

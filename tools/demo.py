@@ -6,12 +6,15 @@
 
 Each run is ``tools/train.py`` then ``tools/test.py`` in its own process
 (:class:`lgdea.benchmark.RunExecutor`); finished runs (test results present) are reused and a
-trained run is only evaluated, so an interrupted demo resumes. ``--jobs`` runs (default 2) go
+trained run is only evaluated, so an interrupted demo resumes. While a run trains or is
+evaluated, its iteration / total, loss and ETA are printed from its log (docs/benchmark.md,
+section 1). ``--jobs`` runs (default 2) go
 at once, each with ``cpus // jobs`` math threads: on a 2-core CPU that is about 20% faster than
 one after the other, because the small demo models do not keep two threads busy. Run
 ``<config stem>_seed<seed>`` works in ``<work-dir>/<config stem>_seed<seed>``. The metrics
-table is printed and written to
-``<work-dir>/demo_results.md`` / ``.json``. For several seeds, mean ± std and the paper's
+table is printed, with the protocol card of its runs under it (docs/benchmark.md, "Protocol
+card"), and written to ``<work-dir>/demo_results.md`` / ``.json`` (each row of the JSON with
+its run's card under ``protocol``). For several seeds, mean ± std and the paper's
 table layouts use ``tools/benchmark.py`` (docs/benchmark.md).
 """
 import argparse
@@ -29,6 +32,7 @@ if _REPO_ROOT not in sys.path:
 from lgdea.benchmark import (BenchmarkSpec, RunExecutor, RunSpec, SettingSpec,  # noqa: E402
                              build_layouts, build_table, collect_run, format_markdown_grid,
                              thread_env)
+from lgdea.benchmark.protocol import cards_of, format_card_markdown, table_card  # noqa: E402
 from lgdea.benchmark.runs import load_config  # noqa: E402
 from lgdea.benchmark.spec import ROOT, resolve_datasets  # noqa: E402
 
@@ -123,15 +127,19 @@ def main(argv=None, executor: RunExecutor = None):
     layout = build_layouts(spec.datasets)['overview']
     table = format_markdown_grid(build_table(layout, spec.settings, records, spec.seeds),
                                  mark_best=False)
+    cards = cards_of(records)
+    card_md = format_card_markdown(table_card(cards), 'demo_results.json, `protocol` of each row')
     total = time.time() - start
     print('\nSynthetic CXR benchmark (accuracy and P@K in %, chance = 20%):\n')
     print(table)
-    print(f'\ntotal wall time: {total:.0f} s')
+    print(f'\ntotal wall time: {total:.0f} s\n')
+    print(card_md)
     with open(osp.join(spec.work_dir, 'demo_results.md'), 'w') as f:
-        f.write(table + f'\n\ntotal wall time: {total:.0f} s\n')
+        f.write(table + f'\n\ntotal wall time: {total:.0f} s\n\n' + card_md)
     rows = [dict(name=r.run.name, seconds=r.wall_time_s, metrics=r.metrics) for r in records]
     with open(osp.join(spec.work_dir, 'demo_results.json'), 'w') as f:
-        json.dump(rows, f, indent=1)
+        json.dump([dict(row, protocol=cards.get(r.run.run_id))
+                   for row, r in zip(rows, records)], f, indent=1)
     return rows
 
 

@@ -6,9 +6,11 @@ Outputs under the spec's ``work_dir``:
 - ``<run_id>/``: one work dir per run (checkpoints, logs, ``*_test_results.json``,
   ``benchmark_run.json``);
 - ``tables/<table>.md`` and ``tables/<table>.csv`` for every table of the spec;
-- ``results.md``: every table plus the list of runs (status, wall time, early stopping);
-- ``results.json``: every run per seed (metrics, wall time, early stopping, checkpoint) and
-  the aggregated tables.
+- ``results.md``: every table, each followed by the protocol card of its runs
+  (:mod:`.protocol`), plus the list of runs (status, wall time, early stopping);
+- ``results.json``: every run per seed (metrics, wall time, early stopping, checkpoint), the
+  aggregated tables (each with its card) and ``protocol``: the card of every finished run and
+  the fields they share / differ in.
 """
 import datetime
 import fnmatch
@@ -23,6 +25,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from .comparisons import compute_comparisons, format_comparisons
 from .figures import make_figures
+from .progress import latest_relayed, read_from
+from .protocol import (PROTOCOL_FIELDS, cards_of, code_version, format_card_markdown,
+                       format_value, table_card, table_run_ids)
 from .results import RunRecord, collect_run
 from .runs import (RunExecutor, RunFailedError, latest_results_file, prepare_run,
                    thread_env)
@@ -57,6 +62,7 @@ class BenchmarkRunner:
         self.log = log or (lambda msg: print(msg, flush=True))
         self.executor = executor or RunExecutor(log=self.log)
         self.runs = spec.expand()
+        self._relayed: Dict[int, tuple] = {}  # parallel dispatch: slot -> (log offset, line)
         self.layouts = build_layouts(spec.datasets, spec.linear_probe_pct,
                                      spec.grounding_classes, spec.columns)
         unknown = [t for t in spec.tables if t not in self.layouts]
@@ -177,11 +183,14 @@ class BenchmarkRunner:
                     proc = subprocess.Popen(self.job_command(run, tool_args, python), cwd=ROOT,
                                             stdout=out, stderr=subprocess.STDOUT, env=env)
                 running[slot] = (run, proc, log_path, time.time())
+                self._relayed[slot] = (osp.getsize(log_path), None)  # log is appended to
                 self.log(f'[benchmark] started {run.run_id} (slot {slot}, log: {log_path})')
             time.sleep(poll_seconds if running else 0)
             for slot, (run, proc, log_path, start) in list(running.items()):
+                self._relay_progress(slot, log_path)
                 if proc.poll() is None:
                     continue
+                self._relayed.pop(slot, None)
                 del running[slot]
                 done += 1
                 status = 'done' if proc.returncode == 0 else f'FAILED ({proc.returncode})'
@@ -195,6 +204,17 @@ class BenchmarkRunner:
         if failures:
             raise BenchmarkFailedError(failures)
 
+    def _relay_progress(self, slot: int, log_path: str) -> None:
+        """Repeat the newest progress line a ``--only`` process wrote to its log since the
+        last call (``self._relayed[slot]``: read offset and last line relayed)."""
+        offset, last = self._relayed.get(slot, (0, None))
+        text, offset = read_from(log_path, offset)
+        line = latest_relayed(text)
+        if line is not None and line != last:
+            self.log(line)
+            last = line
+        self._relayed[slot] = (offset, last)
+
     # collecting -------------------------------------------------------------------------
     def collect(self) -> List[RunRecord]:
         """Records of every run of the spec (finished or missing)."""
@@ -206,35 +226,56 @@ class BenchmarkRunner:
                             self.spec.std_ddof) for key in self.spec.tables]
 
     def write_outputs(self, records: Sequence[RunRecord]) -> str:
-        """Write ``tables/*.md|csv``, ``<work_dir>/results.md`` and ``results.json`` (generated); returns the markdown
-        of the tables (what the tool prints)."""
+        """Write ``tables/*.md|csv``, ``<work_dir>/results.md`` and ``results.json``, every
+        table with the protocol card of its runs (:mod:`.protocol`); returns the markdown of
+        the tables and their cards (what the tool prints)."""
         spec = self.spec
         tables = self.build_tables(records)
         table_dir = osp.join(spec.work_dir, 'tables')
         os.makedirs(table_dir, exist_ok=True)
+        cards = cards_of(records)
+        table_cards = {t.layout.key: table_card({rid: cards[rid]
+                                                 for rid in table_run_ids(t, records)})
+                       for t in tables}
         sections = []
         for table in tables:
-            md = format_markdown(table)
+            md = format_markdown(table) + '\n' + format_card_markdown(
+                table_cards[table.layout.key])
             sections.append(md)
             with open(osp.join(table_dir, f'{table.layout.key}.md'), 'w') as f:
                 f.write(md)
             with open(osp.join(table_dir, f'{table.layout.key}.csv'), 'w') as f:
                 f.write(format_csv(table))
         diffs = compute_comparisons(spec.comparisons, records, spec.datasets)
+        compared = {s for c in spec.comparisons for s in (c['a'], c['b'])}
+        comparison_card = table_card({r.run.run_id: cards[r.run.run_id] for r in records
+                                      if r.run.run_id in cards
+                                      and r.run.setting.setting_id in compared})
         if diffs:
-            sections.append(format_comparisons(diffs))
+            sections.append(format_comparisons(diffs) + '\n'
+                            + format_card_markdown(comparison_card))
         tables_md = '\n'.join(sections)
         finished = sum(r.status == 'finished' for r in records)
         now = datetime.datetime.now().isoformat(timespec='seconds')
+        collected_with = code_version()
         header = (f'# {spec.title}\n\nSpec: `{spec.path}`; work dir: `{spec.work_dir}`; '
-                  f'{finished}/{len(records)} runs finished; generated {now}.\n')
+                  f'{finished}/{len(records)} runs finished; generated {now} with code '
+                  f'{format_value("code_commit", collected_with)}. Under every table: the '
+                  'protocol card of its runs.\n')
         with open(osp.join(spec.work_dir, 'results.md'), 'w') as f:
             f.write(header + '\n' + tables_md + '\n' + format_run_list(records))
+        tables_json = {}
+        for t in tables:
+            tables_json[t.layout.key] = dict(table_to_json(t), protocol=table_cards[t.layout.key])
+        protocol = dict(table_card(cards), fields=dict(PROTOCOL_FIELDS), cards=cards,
+                        collected_with=collected_with)
         summary = dict(spec=spec.path, work_dir=spec.work_dir, generated=now, seeds=spec.seeds,
                        std_ddof=spec.std_ddof, datasets=spec.datasets,
                        runs=[r.to_json() for r in records],
-                       tables={t.layout.key: table_to_json(t) for t in tables},
-                       comparisons=[d.to_json() for d in diffs])
+                       tables=tables_json,
+                       comparisons=[d.to_json() for d in diffs],
+                       comparisons_protocol=comparison_card if diffs else None,
+                       protocol=protocol)
         with open(osp.join(spec.work_dir, 'results.json'), 'w') as f:
             json.dump(summary, f, indent=1)
         self.log(f'[benchmark] {finished}/{len(records)} runs finished; tables written to '

@@ -16,7 +16,9 @@ state                     on disk                                               
 
 :class:`RunExecutor` runs ``tools/train.py`` then ``tools/test.py`` (``tools/dist_*.sh`` for
 several processes per run) in their own processes, appends their output to
-``<work_dir>/benchmark.log`` and records wall times in ``<work_dir>/benchmark_run.json``.
+``<work_dir>/benchmark.log`` and records wall times, and per step the hardware and the code
+commit (for the protocol card, :mod:`lgdea.benchmark.protocol`), in
+``<work_dir>/benchmark_run.json``.
 """
 import argparse
 import glob
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from .progress import PROGRESS_TAG, LogProgress
 from .spec import ROOT, RunSpec, format_pairing
 
 __all__ = ['RUN_INFO_FILE', 'RUN_LOG_FILE', 'RunFailedError', 'RunOutcome', 'RunExecutor',
@@ -307,12 +310,17 @@ class RunExecutor:
             ``data/...``, resolve there); default: the repository root. Tools and configs are
             passed as absolute paths.
         env: extra environment variables of every subprocess (e.g. :func:`thread_env`).
+        progress_interval: seconds between reads of the run's log while a step runs; each
+            new iteration line mmengine logged is reported as ``<run>: training progress:
+            train iter 150/600 (25%), loss 2.3100, ETA 0:02:40``
+            (:class:`~lgdea.benchmark.progress.LogProgress`).
     """
 
     def __init__(self, python: str = sys.executable, launcher: Optional[Launcher] = None,
                  log: Optional[Callable[[str], None]] = None, cwd: str = ROOT,
-                 env: Optional[Dict[str, str]] = None):
+                 env: Optional[Dict[str, str]] = None, progress_interval: float = 10.0):
         self.python = python
+        self.progress_interval = progress_interval
         self.cwd = cwd
         self.env = dict(env or {})
         self.launcher = launcher or partial(launch_subprocess, cwd=cwd)
@@ -340,14 +348,31 @@ class RunExecutor:
         return cmd + (['--cfg-options', *cfg_options] if cfg_options else [])
 
     # execution --------------------------------------------------------------------------
-    def _launch(self, run: RunSpec, step: str, cmd: List[str]) -> float:
+    def _launch(self, run: RunSpec, step: str, cmd: List[str], prefix: str) -> float:
         log_path = osp.join(run.work_dir, RUN_LOG_FILE)
         env = dict(self.env, **({'PYTHON': self.python} if run.gpus > 1 else {}))
+        self._record_protocol(run, step, env)
         start = time.time()
-        code = self.launcher(cmd, log_path, env or None)
+        with LogProgress(log_path, lambda text: self.log(f'{prefix}: {step} {PROGRESS_TAG} '
+                                                         f'{text}'),
+                         self.progress_interval):
+            code = self.launcher(cmd, log_path, env or None)
         if code:
             raise RunFailedError(run, step, cmd, code, log_path)
         return time.time() - start
+
+    def _record_protocol(self, run: RunSpec, step: str, env: Dict[str, str]) -> None:
+        """Note in ``benchmark_run.json`` what only this machine knows about a step: its
+        hardware (:func:`~lgdea.benchmark.protocol.environment_facts`) and the code version
+        (:func:`~lgdea.benchmark.protocol.code_version`), under ``environment[step]`` and
+        ``code[step]``; the protocol card reads them."""
+        from .protocol import code_version, environment_facts
+        info = read_run_info(run.work_dir)
+        environment = dict(info.get('environment') or {})
+        environment[step] = environment_facts(run.gpus, {**os.environ, **env})
+        code = dict(info.get('code') or {})
+        code[step] = code_version()
+        write_run_info(run.work_dir, environment=environment, code=code)
 
     def execute(self, run: RunSpec, position: str = '') -> RunOutcome:
         """Train (or resume) and evaluate ``run`` as far as its state requires.
@@ -382,7 +407,8 @@ class RunExecutor:
             write_run_info(run.work_dir, run_id=run.run_id, config=run.config,
                            cfg_options=opts, train_finished=False)
             seconds = self._launch(run, 'training',
-                                   self.train_command(run, opts, resume=state == 'interrupted'))
+                                   self.train_command(run, opts, resume=state == 'interrupted'),
+                                   prefix)
             info = read_run_info(run.work_dir)
             write_run_info(run.work_dir, train_finished=True,
                            train_seconds=round(info.get('train_seconds', 0.0) + seconds, 1))
@@ -390,7 +416,8 @@ class RunExecutor:
         if checkpoint is None:
             raise RunFailedError(run, 'training (no checkpoint written)', [], 1, log_path)
         self.log(f'{prefix}: evaluating {osp.basename(checkpoint)}')
-        seconds = self._launch(run, 'evaluation', self.test_command(run, checkpoint, opts))
+        seconds = self._launch(run, 'evaluation', self.test_command(run, checkpoint, opts),
+                               prefix)
         results = latest_results_file(run.work_dir)
         if results is None:
             raise RunFailedError(run, 'evaluation (no *_test_results.json written: test_cfg '
