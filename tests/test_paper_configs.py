@@ -61,7 +61,10 @@ def test_lgdea_paper_config_trains_on_mimic_layout(tmp_path):
     cfg = Config.fromfile(osp.join(ROOT, 'configs/lgdea_vitb_p5.py'))
     cfg = _tiny(cfg, root, str(tmp_path / 'work'))
     cfg.merge_from_dict({'model.neck.num_queries': 4, 'model.neck.num_heads': 2,
-                         'model.head.num_prototypes': 8, 'train_cfg.max_epochs': 3})
+                         'model.head.num_prototypes': 8, 'train_cfg.max_epochs': 3,
+                         # the loader is built before the phase hook sets its batch: a batch of
+                         # 64 is larger than this fixture's pools and is refused at build time
+                         'train_dataloader.batch_size': 8})
     cfg.custom_hooks[1]['phases'] = [
         dict(epochs=1, batch_size=8, lr=1e-3, terms=['rec', 'align'], propagation=False),
         dict(epochs=1, batch_size=4, lr=1e-3, terms=['rec', 'p', 'u', 'align'],
