@@ -6,7 +6,6 @@ A toy linear regressor trained with SGD at lr=1e4 and no clipping overflows with
 iterations: its weights reach inf and then NaN (without the guard the run trains to the end).
 """
 import glob
-import importlib.util
 import math
 import os.path as osp
 
@@ -24,20 +23,13 @@ from lgdea.engine.hooks.non_finite_guard_hook import NonFiniteGuardHook, batch_s
 from lgdea.engine.runner import (NonFiniteCheckpointError, check_finite_state_dict,
                                  drop_disabled_default_hooks, first_non_finite_key)
 from lgdea.registry import DATASETS, METRICS, MODELS
+from tool_loader import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'lgdea_tools_{name}_guard',
-                                                  osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_tool = _load_tool('train')
-test_tool = _load_tool('test')
+train_tool = load_tool('train')
+test_tool = load_tool('test')
 
 
 @DATASETS.register_module(force=True)
