@@ -282,6 +282,10 @@ MMENGINE_LINES = [
     'time: 0.3500  data_time: 0.0100  loss: 2.3456  loss_itc: 2.3456\n',
     '12/07 05:00:20 - mmengine - INFO - Iter(train) [100/600]  lr: 1.0000e-03  eta: 0:02:50  '
     'time: 0.3400  data_time: 0.0100  loss: 1.9876  loss_itc: 1.9876\n',
+    # the epoch-style line mmengine writes for an iteration-based training by default: the
+    # global iteration over one pass of the (5%-paired) dataloader; the total is max_iters
+    '12/07 05:00:40 - mmengine - INFO - Epoch(train) [1][150/10]  lr: 1.0000e-03  eta: '
+    '0:02:30  time: 0.3400  data_time: 0.0100  loss: 1.5000\n',
 ]
 
 
@@ -317,6 +321,8 @@ def test_progress_lines_while_training_and_evaluating(tmp_path):
         'loss 2.3456, ETA 0:03:10',
         '[benchmark] 1/1 CLIP_p5_seed0: training progress: train iter 100/600 (17%), '
         'loss 1.9876, ETA 0:02:50',
+        '[benchmark] 1/1 CLIP_p5_seed0: training progress: train iter 150/600 (25%), '
+        'loss 1.5000, ETA 0:02:30',
         '[benchmark] 1/1 CLIP_p5_seed0: evaluation progress: test iter 5/10 (50%), '
         'ETA 0:00:04']
     assert messages.index(progress[0]) > messages.index(

@@ -18,7 +18,7 @@ import os.path as osp
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 __all__ = ['PROGRESS_TAG', 'Progress', 'latest_progress', 'latest_relayed', 'read_from',
@@ -105,10 +105,16 @@ class LogProgress:
         path: the log file.
         report: called with the description (``Progress.describe``).
         interval: seconds between reads.
+        train_iters: ``train_cfg.max_iters`` of an iteration-based training: its lines are
+            reported as ``iter <n>/<train_iters>``. (mmengine's epoch-style line of such a
+            training, ``Epoch(train) [1][400/10]``, holds the global iteration over the
+            length of one pass of the dataloader.)
     """
 
-    def __init__(self, path: str, report: Callable[[str], None], interval: float = 10.0):
+    def __init__(self, path: str, report: Callable[[str], None], interval: float = 10.0,
+                 train_iters: Optional[int] = None):
         self.path, self.report, self.interval = path, report, interval
+        self.train_iters = train_iters
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, daemon=True)
         self._offset = 0
@@ -137,6 +143,8 @@ class LogProgress:
         if not text.endswith('\n'):
             text, _, self._tail = text.rpartition('\n')
         progress = latest_progress(text)
+        if progress is not None and progress.mode == 'train' and self.train_iters:
+            progress = replace(progress, total=int(self.train_iters), epoch=None)
         if progress is not None and progress != self._last:
             self._last = progress
             self.report(progress.describe(time.time() - self._start))

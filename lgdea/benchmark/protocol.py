@@ -229,11 +229,12 @@ def _lazy_dataset(dataset: dict):
 def _zero_shot_metrics(cfg):
     """``(eval set name, built ZeroShotAccuracy, dataset config)`` of every zero-shot
     evaluator of the test loop."""
+    from lgdea.evaluation.metrics.zero_shot import ZeroShotAccuracy
     found = []
     for name, dataset, evaluators in _eval_sets(cfg):
         for ev in evaluators:
             cls = _registry_class('METRICS', ev.get('type'))
-            if cls is None or cls.__name__ != 'ZeroShotAccuracy':
+            if cls is None or not issubclass(cls, ZeroShotAccuracy):
                 continue
             found.append((name, cls(**{k: v for k, v in ev.items() if k != 'type'}), dataset))
     return found

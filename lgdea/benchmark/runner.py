@@ -179,11 +179,13 @@ class BenchmarkRunner:
                 if devices:
                     env['CUDA_VISIBLE_DEVICES'] = str(devices[slot % len(devices)])
                 log_path = osp.join(log_dir, f'{run.run_id}.log')
+                # the log is appended to: relay only what this process writes
+                self._relayed[slot] = (osp.getsize(log_path) if osp.isfile(log_path) else 0,
+                                       None)
                 with open(log_path, 'a') as out:
                     proc = subprocess.Popen(self.job_command(run, tool_args, python), cwd=ROOT,
                                             stdout=out, stderr=subprocess.STDOUT, env=env)
                 running[slot] = (run, proc, log_path, time.time())
-                self._relayed[slot] = (osp.getsize(log_path), None)  # log is appended to
                 self.log(f'[benchmark] started {run.run_id} (slot {slot}, log: {log_path})')
             time.sleep(poll_seconds if running else 0)
             for slot, (run, proc, log_path, start) in list(running.items()):

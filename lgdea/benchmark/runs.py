@@ -348,14 +348,16 @@ class RunExecutor:
         return cmd + (['--cfg-options', *cfg_options] if cfg_options else [])
 
     # execution --------------------------------------------------------------------------
-    def _launch(self, run: RunSpec, step: str, cmd: List[str], prefix: str) -> float:
+    def _launch(self, run: RunSpec, step: str, cmd: List[str], prefix: str, cfg) -> float:
         log_path = osp.join(run.work_dir, RUN_LOG_FILE)
         env = dict(self.env, **({'PYTHON': self.python} if run.gpus > 1 else {}))
         self._record_protocol(run, step, env)
         start = time.time()
+        final = _final_step(cfg)
         with LogProgress(log_path, lambda text: self.log(f'{prefix}: {step} {PROGRESS_TAG} '
                                                          f'{text}'),
-                         self.progress_interval):
+                         self.progress_interval,
+                         train_iters=final[1] if final and final[0] == 'iter' else None):
             code = self.launcher(cmd, log_path, env or None)
         if code:
             raise RunFailedError(run, step, cmd, code, log_path)
@@ -408,7 +410,7 @@ class RunExecutor:
                            cfg_options=opts, train_finished=False)
             seconds = self._launch(run, 'training',
                                    self.train_command(run, opts, resume=state == 'interrupted'),
-                                   prefix)
+                                   prefix, cfg)
             info = read_run_info(run.work_dir)
             write_run_info(run.work_dir, train_finished=True,
                            train_seconds=round(info.get('train_seconds', 0.0) + seconds, 1))
@@ -417,7 +419,7 @@ class RunExecutor:
             raise RunFailedError(run, 'training (no checkpoint written)', [], 1, log_path)
         self.log(f'{prefix}: evaluating {osp.basename(checkpoint)}')
         seconds = self._launch(run, 'evaluation', self.test_command(run, checkpoint, opts),
-                               prefix)
+                               prefix, cfg)
         results = latest_results_file(run.work_dir)
         if results is None:
             raise RunFailedError(run, 'evaluation (no *_test_results.json written: test_cfg '
