@@ -36,10 +36,11 @@ test_tool = load_tool('test')
 class GuardToyDataset(Dataset):
     """Items ``dict(inputs=[4], data_samples=BaseDataElement(study_id, target))``."""
 
-    def __init__(self, num_samples=16, seed=0):
+    def __init__(self, num_samples=16, seed=0, nan_items=()):
         rng = np.random.default_rng(seed)
         self.x = rng.standard_normal((num_samples, 4)).astype(np.float32)
         self.y = (self.x @ np.linspace(-1, 1, 4)).astype(np.float32)
+        self.x[list(nan_items)] = np.nan  # a corrupt study: its loss is NaN
         self.metainfo = dict(classes=('y', ))
 
     def __len__(self):
@@ -54,12 +55,15 @@ class GuardToyDataset(Dataset):
 @MODELS.register_module(force=True)
 class GuardToyRegressor(BaseModel):
     """Linear regressor. ``constant_nan_term``: also return ``loss_nan = NaN`` without a
-    gradient, so the total loss is NaN while the update (and the weights) stay finite."""
+    gradient, so the total loss is NaN while the update (and the weights) stay finite.
+    ``nan_grad_studies``: a batch with one of these studies gets a finite loss whose gradient
+    is NaN (``where`` over ``sqrt`` of a negative number: 0 forward, 0 * inf backward)."""
 
-    def __init__(self, constant_nan_term=False):
+    def __init__(self, constant_nan_term=False, nan_grad_studies=()):
         super().__init__()
         self.fc = nn.Linear(4, 1)
         self.constant_nan_term = constant_nan_term
+        self.nan_grad_studies = set(nan_grad_studies)
 
     def forward(self, inputs, data_samples=None, mode='tensor'):
         x = torch.stack(inputs) if isinstance(inputs, (list, tuple)) else inputs
@@ -67,6 +71,10 @@ class GuardToyRegressor(BaseModel):
         if mode == 'loss':
             target = torch.stack([s.target for s in data_samples])
             losses = dict(loss_mse=((pred - target) ** 2).mean())
+            if self.nan_grad_studies & {s.study_id for s in data_samples}:
+                negative = -1 - self.fc.weight.abs().sum()
+                losses['loss_mse'] = losses['loss_mse'] + torch.where(
+                    torch.tensor(False), torch.sqrt(negative), torch.zeros(()))
             if self.constant_nan_term:
                 losses['loss_nan'] = torch.tensor(float('nan'))
             return losses
@@ -87,7 +95,7 @@ class MeanAbsolutePredictionMetric(BaseMetric):
 
 
 def _config(tmp_path, lr=1e4, guard=True, constant_nan_term=False, max_iters=40,
-            ckpt_interval=1):
+            ckpt_interval=1, nan_items=(), nan_grad_studies=(), optim_wrapper=None):
     default_hooks = dict(
         logger=dict(type='LoggerHook', interval=1),
         checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=ckpt_interval),
@@ -95,13 +103,15 @@ def _config(tmp_path, lr=1e4, guard=True, constant_nan_term=False, max_iters=40,
     cfg = Config(dict(
         default_scope='lgdea',
         work_dir=str(tmp_path / 'work'),
-        model=dict(type='GuardToyRegressor', constant_nan_term=constant_nan_term),
+        model=dict(type='GuardToyRegressor', constant_nan_term=constant_nan_term,
+                   nan_grad_studies=list(nan_grad_studies)),
         train_dataloader=dict(
             batch_size=4, num_workers=0, collate_fn=dict(type='pseudo_collate'),
             sampler=dict(type='DefaultSampler', shuffle=False),
-            dataset=dict(type='GuardToyDataset', num_samples=4 * max_iters)),  # no restart sleep
+            dataset=dict(type='GuardToyDataset', num_samples=4 * max_iters,  # no restart sleep
+                         nan_items=list(nan_items))),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=lr)),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=lr), **(optim_wrapper or {})),
         default_hooks=default_hooks,
         env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo')),
         randomness=dict(seed=0), log_level='WARNING', experiment_name=f'guard_{tmp_path.name}'))
@@ -149,7 +159,7 @@ def test_guard_disabled_by_none_and_unsupported_action_rejected():
     drop_disabled_default_hooks(cfg)
     # mmengine's own hooks keep None (mmengine removes them); the project's are dropped
     assert cfg.default_hooks == dict(checkpoint=None, throughput=dict(type='ThroughputHook'))
-    with pytest.raises(ValueError, match="only 'raise'"):
+    with pytest.raises(ValueError, match="only 'raise'.*SkipNonFiniteOptimWrapper"):
         NonFiniteGuardHook(action='skip')
 
 
@@ -200,3 +210,80 @@ def test_checkpoint_hook_typo_fails_before_training(tmp_path):
     with pytest.raises(ValueError, match=r'`intervall` .*did you mean `interval`'):
         train_tool.main([config, '--cfg-options', 'default_hooks.checkpoint.intervall=1'])
     assert not glob.glob(str(tmp_path / 'work' / '*' / 'vis_data' / 'scalars.json'))
+
+
+# ---------------------------------------------------------------- skip mode (optim wrapper)
+_SKIP = dict(type='SkipNonFiniteOptimWrapper', max_skipped_steps=2)
+
+
+def test_skip_wrapper_skips_a_nan_loss_batch_counts_it_and_trains_to_the_end(tmp_path, capsys):
+    """Study s9 (iteration 3, batch s8-s11) has NaN input: its update is skipped (weights of
+    iteration 3 = weights of iteration 2), the run finishes with finite weights, and the log
+    names the iteration and the study ids. Without the wrapper the guard stops the run there."""
+    config = _config(tmp_path, lr=1e-2, max_iters=6, nan_items=[9], optim_wrapper=_SKIP)
+    runner = train_tool.main([config])
+    assert runner.iter == 6
+    assert runner.optim_wrapper.skipped_steps == [(3, 'loss')]
+    work = tmp_path / 'work'
+    w2, w3, w4 = (_weights(str(work / f'iter_{i}.pth')) for i in (2, 3, 4))
+    assert all(torch.equal(w2[k], w3[k]) for k in w2)
+    assert not torch.equal(w3['fc.weight'], w4['fc.weight'])  # later steps update again
+    assert first_non_finite_key(_weights(str(work / 'iter_6.pth'))) is None
+    log = ''.join(open(p).read() for p in glob.glob(str(work / '*' / '*.log')))
+    assert ('skipped the update of iteration 3 (non-finite loss=nan, loss_mse=nan; skipped so '
+            'far: 1, limit 2). Batch study ids: s8, s9, s10, s11') in log
+    assert '1 training step(s) skipped for a non-finite loss or gradient, at iterations 3 (loss)' \
+        in log
+    with pytest.raises(RuntimeError, match='diverged at iteration 3 .*s9'):
+        plain = tmp_path / 'plain_nan_loss'
+        plain.mkdir()
+        train_tool.main([_config(plain, lr=1e-2, max_iters=6, nan_items=[9])])
+
+
+def test_skip_wrapper_skips_a_finite_loss_with_nan_gradients(tmp_path):
+    """A finite loss with NaN gradients is caught after backward and not applied."""
+    config = _config(tmp_path, lr=1e-2, max_iters=4, nan_grad_studies=['s5'],
+                     optim_wrapper=_SKIP)
+    runner = train_tool.main([config])
+    assert runner.optim_wrapper.skipped_steps == [(2, 'grad')]
+    work = tmp_path / 'work'
+    w1, w2 = (_weights(str(work / f'iter_{i}.pth')) for i in (1, 2))
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert first_non_finite_key(_weights(str(work / 'iter_4.pth'))) is None
+    # the plain wrapper applies the NaN update and the guard stops on the NaN weights
+    with pytest.raises(RuntimeError, match='iteration 2 .*non-finite parameters after the update'):
+        plain = tmp_path / 'plain_nan_grad'
+        plain.mkdir()
+        train_tool.main([_config(plain, lr=1e-2, max_iters=4, nan_grad_studies=['s5'])])
+
+
+def test_skip_wrapper_stops_past_its_limit(tmp_path):
+    from lgdea.engine.optimizers import TooManySkippedStepsError
+    config = _config(tmp_path, lr=1e-2, max_iters=8, nan_items=[1, 5, 9, 13],
+                     optim_wrapper=_SKIP)
+    with pytest.raises(TooManySkippedStepsError,
+                       match=r'3 skipped steps, more than max_skipped_steps=2 .*1 \(loss\), '
+                             r'2 \(loss\), 3 \(loss\)'):
+        train_tool.main([config])
+    # iterations 1-3 skipped: no checkpoint holds a non-finite weight, none after iteration 2
+    ckpts = sorted(glob.glob(str(tmp_path / 'work' / 'iter_*.pth')))
+    assert [osp.basename(p) for p in ckpts] == ['iter_1.pth', 'iter_2.pth']
+
+
+def test_skip_wrapper_rejects_accumulation_and_bad_limits():
+    from lgdea.engine.optimizers import SkipNonFiniteOptimWrapper
+    optimizer = torch.optim.SGD(nn.Linear(2, 1).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match='accumulative_counts=2'):
+        SkipNonFiniteOptimWrapper(optimizer, accumulative_counts=2)
+    with pytest.raises(ValueError, match='max_skipped_steps must be an integer >= 0'):
+        SkipNonFiniteOptimWrapper(optimizer, max_skipped_steps=-1)
+
+
+def test_skip_wrapper_resume_keeps_the_count(tmp_path):
+    config = _config(tmp_path, lr=1e-2, max_iters=4, nan_items=[5], optim_wrapper=_SKIP)
+    train_tool.main([config])
+    runner = train_tool.main([config, '--resume', str(tmp_path / 'work' / 'iter_3.pth'),
+                              '--cfg-options', 'train_cfg.max_iters=5',
+                              'train_dataloader.dataset.num_samples=20'])
+    assert runner.iter == 5
+    assert runner.optim_wrapper.skipped_steps == [(2, 'loss')]

@@ -8,6 +8,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
+from lgdea.engine.optimizers import SkipNonFiniteOptimWrapper
 from lgdea.registry import HOOKS
 
 __all__ = ['NonFiniteGuardHook', 'batch_study_ids']
@@ -83,13 +84,16 @@ class NonFiniteGuardHook(Hook):
     Under DDP the flag is all-reduced (MAX), so every rank raises at the same iteration instead
     of the others hanging in the next collective.
 
-    There is no 'skip' mode: the update of the bad step has already been applied when the hook
-    runs, so skipping it would need a copy of the parameters and optimizer state every
-    iteration. ``action`` only accepts ``'raise'``, and anything else is an error rather than
-    an option that does nothing.
+    Skip mode: a hook cannot skip a step (by ``after_train_iter`` mmengine has already applied
+    the update), so skipping lives in the optim wrapper, the one switch for it:
+    ``optim_wrapper=dict(type='SkipNonFiniteOptimWrapper', max_skipped_steps=10, ...)`` checks
+    the loss and the gradients *before* the update and skips a non-finite one. This hook then
+    logs each skipped step (level WARNING: iteration, reason, terms, study ids, count so far)
+    instead of stopping, still checks the parameters, and logs the total after training; the
+    wrapper stops the run past ``max_skipped_steps``. ``action`` only accepts ``'raise'``.
 
     Args:
-        action: what to do on a non-finite value; only ``'raise'``.
+        action: what to do on a non-finite value that was not skipped; only ``'raise'``.
         check_params: also check the trainable parameters (default True).
         check_grad_norm: also check ``train/grad_norm`` when it is logged (default True).
     """
@@ -101,8 +105,9 @@ class NonFiniteGuardHook(Hook):
         if action != 'raise':
             raise ValueError(
                 f"NonFiniteGuardHook: action={action!r} is not supported; only 'raise'. "
-                'A skip is not possible from a hook: mmengine has already applied the '
-                "optimizer step when after_train_iter runs.")
+                'To skip non-finite steps instead, set '
+                "optim_wrapper.type='SkipNonFiniteOptimWrapper' (with max_skipped_steps): a "
+                'hook runs after mmengine has applied the update and cannot skip it.')
         self.action = action
         self.check_params = check_params
         self.check_grad_norm = check_grad_norm
@@ -113,14 +118,24 @@ class NonFiniteGuardHook(Hook):
         model = runner.model
         return model.module if is_model_wrapper(model) else model
 
+    @staticmethod
+    def _wrappers(runner) -> list:
+        wrappers = getattr(runner.optim_wrapper, '_optim_wrappers', None)
+        return (list(wrappers.values()) if isinstance(wrappers, dict)
+                else [runner.optim_wrapper])
+
+    def _skipped(self, runner) -> Optional[str]:
+        """Reason the optim wrapper skipped this iteration's update ('loss' / 'grad'), or None."""
+        for wrapper in self._wrappers(runner):
+            if isinstance(wrapper, SkipNonFiniteOptimWrapper) and wrapper.last_step_skipped:
+                return wrapper.last_step_skipped
+        return None
+
     def _grad_norm(self, runner) -> Optional[float]:
         if not self.check_grad_norm:
             return None
         from mmengine.optim import AmpOptimWrapper
-        wrappers = getattr(runner.optim_wrapper, '_optim_wrappers', None)
-        wrappers = (list(wrappers.values()) if isinstance(wrappers, dict)
-                    else [runner.optim_wrapper])
-        if any(isinstance(w, AmpOptimWrapper) for w in wrappers):
+        if any(isinstance(w, AmpOptimWrapper) for w in self._wrappers(runner)):
             return None
         buf = runner.message_hub.log_scalars.get('train/grad_norm')
         if buf is None or not len(buf.data[0]):
@@ -140,7 +155,12 @@ class NonFiniteGuardHook(Hook):
                   if 'loss' in k and isinstance(v, (torch.Tensor, float, int))
                   and not isinstance(v, bool)}
         params = self._params(runner)
-        grad_norm = self._grad_norm(runner)
+        skipped = self._skipped(runner)
+        if skipped:
+            # the wrapper skipped the update: a non-finite loss / gradient is expected here
+            self._report_skip(runner, skipped, values, data_batch)
+            values = {}
+        grad_norm = None if skipped else self._grad_norm(runner)
 
         flags = []
         device = params[0].device if params else None
@@ -164,15 +184,51 @@ class NonFiniteGuardHook(Hook):
             return
         self._fail(runner, values, grad_norm, data_batch)
 
-    def _fail(self, runner, values: Dict[str, Any], grad_norm: Optional[float],
-              data_batch) -> None:
-        iteration = runner.iter + 1
+    def after_train(self, runner) -> None:
+        skipped = [s for w in self._wrappers(runner) if isinstance(w, SkipNonFiniteOptimWrapper)
+                   for s in w.skipped_steps]
+        if skipped:
+            where = ', '.join(f'{i} ({r})' for i, r in skipped[:20]) + (
+                f' (+{len(skipped) - 20} more)' if len(skipped) > 20 else '')
+            print_log(f'NonFiniteGuardHook: {len(skipped)} training step(s) skipped for a '
+                      f'non-finite loss or gradient, at iterations {where}.',
+                      logger='current', level=30)
+
+    @staticmethod
+    def _non_finite_terms(values: Dict[str, Any]) -> List[str]:
         terms = []
         for key, v in values.items():
             finite = (bool(torch.isfinite(v.detach()).all()) if isinstance(v, torch.Tensor)
                       else math.isfinite(float(v)))
             if not finite:
                 terms.append(f'{key}={_as_float(v)}')
+        return terms
+
+    @staticmethod
+    def _ids_text(data_batch) -> str:
+        ids = batch_study_ids(data_batch)
+        if not ids:
+            return 'unknown'
+        return ', '.join(str(i) for i in ids[:20]) + (
+            f' (+{len(ids) - 20} more)' if len(ids) > 20 else '')
+
+    def _report_skip(self, runner, reason: str, values: Dict[str, Any], data_batch) -> None:
+        count = sum(len(w.skipped_steps) for w in self._wrappers(runner)
+                    if isinstance(w, SkipNonFiniteOptimWrapper))
+        limit = max(w.max_skipped_steps for w in self._wrappers(runner)
+                    if isinstance(w, SkipNonFiniteOptimWrapper))
+        terms = self._non_finite_terms(values)
+        what = ('non-finite ' + ', '.join(terms)) if terms else f'non-finite {reason}'
+        if reason == 'grad':
+            what = 'non-finite gradients' + (f' ({", ".join(terms)})' if terms else '')
+        print_log(f'NonFiniteGuardHook: skipped the update of iteration {runner.iter + 1} '
+                  f'({what}; skipped so far: {count}, limit {limit}). Batch study ids: '
+                  f'{self._ids_text(data_batch)}.', logger='current', level=30)
+
+    def _fail(self, runner, values: Dict[str, Any], grad_norm: Optional[float],
+              data_batch) -> None:
+        iteration = runner.iter + 1
+        terms = self._non_finite_terms(values)
         if grad_norm is not None and not math.isfinite(grad_norm):
             terms.append(f'grad_norm={grad_norm}')
         bad_params = []
@@ -189,11 +245,7 @@ class NonFiniteGuardHook(Hook):
             parts.append(f'non-finite parameters after the update: {shown}')
         if not parts:
             parts.append('non-finite value on another rank')
-        ids = batch_study_ids(data_batch)
-        ids_text = 'unknown'
-        if ids:
-            ids_text = ', '.join(str(i) for i in ids[:20]) + (
-                f' (+{len(ids) - 20} more)' if len(ids) > 20 else '')
+        ids_text = self._ids_text(data_batch)
         msg = (f'NonFiniteGuardHook: training diverged at iteration {iteration} '
                f'(epoch {runner.epoch}): {"; ".join(parts)}. Batch study ids: {ids_text}. '
                'Lower the learning rate, enable gradient clipping '

@@ -1,0 +1,2 @@
+from .skip_non_finite_optim_wrapper import (SkipNonFiniteOptimWrapper,  # noqa: F401
+                                            TooManySkippedStepsError)
