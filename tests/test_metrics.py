@@ -84,8 +84,13 @@ def _retrieval_samples():
 
 def test_precision_at_k_by_hand():
     model = FakeVLModel({f'r{c}': S[:, c] for c in range(4)})
-    m = _evaluate(RetrievalPrecisionAtK(topk=(1, 2, 4)), model, _retrieval_samples(),
-                  batch_size=3)
+    metric = RetrievalPrecisionAtK(topk=(1, 2, 4))
+    m = _evaluate(metric, model, _retrieval_samples(), batch_size=3)
+    # the per-query terms of Eq. R1 / R2, under the reported keys
+    cases = metric.keyed_per_case()
+    assert cases['retrieval/P@1'].tolist() == [100.0, 100.0, 0.0, 100.0]
+    assert cases['retrieval/P@2'].tolist() == [50.0, 50.0, 0.0, 50.0]
+    assert cases['retrieval/Hit@4'].tolist() == [100.0] * 4
     # P@1 = (1 + 1 + 0 + 1) / 4; P@2 = (1/2 + 1/2 + 0 + 1/2) / 4; P@4 = (2+2+1+1) / 4 / 4
     assert m['retrieval/P@1'] == pytest.approx(75.0)
     assert m['retrieval/Hit@1'] == pytest.approx(75.0)
@@ -151,6 +156,9 @@ def test_zero_shot_max_zscore_and_mean_logit_by_hand():
     m = _evaluate(metric, _zs_model(), _zero_shot_samples(), batch_size=3)
     # max: A = [.5 .2 .9 .3], B = [.7 .9 .6 .8] -> [B, B, A, B]: 3/4 right
     assert m['zero_shot/accuracy'] == pytest.approx(75.0)
+    assert metric.keyed_per_case()['zero_shot/accuracy'].tolist() == [0.0, 100.0, 100.0, 100.0]
+    assert metric.keyed_per_case()['zero_shot/mean_logit/accuracy'].tolist() == [
+        0.0, 100.0, 0.0, 100.0]
     # F1_A = 2*1/(2+0+1), F1_B = 2*2/(4+1+0)
     assert m['zero_shot/macro_f1'] == pytest.approx(100 * (2 / 3 + 4 / 5) / 2)
     # z-scored per class across images: zA = [.09 -1.03 1.59 -.65], zB = [-.45 1.34 -1.34 .45]

@@ -134,6 +134,13 @@ def _results_json(tmp_path):
         return json.load(f)
 
 
+def _cases_json(tmp_path):
+    files = glob.glob(str(tmp_path / 'work' / '*_test_cases.json'))
+    assert len(files) == 1, files
+    with open(files[0]) as f:
+        return json.load(f)
+
+
 def test_vl_test_loop_binds_model_and_writes_json(tmp_path):
     recs = _records(str(tmp_path), whole_box_last=True)
     runner = _runner(tmp_path, test_dataloader=_loader(recs),
@@ -149,6 +156,13 @@ def test_vl_test_loop_binds_model_and_writes_json(tmp_path):
     assert saved['zero_shot/accuracy'] == 100.0
     assert saved['grounding/cnr'] == pytest.approx(metrics['grounding/cnr'])
     assert set(saved) == set(metrics)
+    # per-case values next to the results: their (nan)mean is the metric; a degenerate map
+    # is a null case
+    cases = _cases_json(tmp_path)
+    assert cases['zero_shot/accuracy'] == [100.0] * 6
+    assert cases['grounding/cnr'].count(None) == 1
+    for key, values in cases.items():
+        assert np.nanmean(np.array(values, dtype=float)) == pytest.approx(metrics[key]), key
 
 
 def test_vl_multi_test_loop_prefixes_every_set(tmp_path):
@@ -163,6 +177,12 @@ def test_vl_multi_test_loop_prefixes_every_set(tmp_path):
     assert not any(k.startswith('grd/zero_shot') for k in metrics)
     saved = _results_json(tmp_path)
     assert saved['grd/grounding/cnr'] == pytest.approx(metrics['grd/grounding/cnr'])
+    cases = _cases_json(tmp_path)
+    assert set(cases) == {'cls5/zero_shot/accuracy', 'cls5/retrieval/P@1', 'cls5/retrieval/P@2',
+                          'cls5/retrieval/Hit@1', 'cls5/retrieval/Hit@2', 'grd/grounding/cnr'}
+    for key, values in cases.items():
+        assert len(values) == 6
+        assert np.nanmean(np.array(values, dtype=float)) == pytest.approx(metrics[key])
 
 
 def test_vl_multi_val_loop_with_extra_sets(tmp_path):

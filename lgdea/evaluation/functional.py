@@ -123,6 +123,33 @@ def rank_candidates(sim: np.ndarray, exclude: Optional[np.ndarray] = None) -> np
     return np.argsort(-sim, axis=1, kind='stable')
 
 
+def retrieval_per_query(sim: np.ndarray, query_labels: Sequence[int],
+                        cand_labels: Sequence[int], topk: Sequence[int],
+                        exclude: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+    """Per-query terms of Eq. R1 / R2 (:func:`retrieval_precision_at_k` is their mean).
+
+    Returns:
+        ``{'P@K': [N_q] #{hits in top-K} / K, 'Hit@K': [N_q] [hits >= 1]}`` (float64) for
+        each K.
+    """
+    sim = np.asarray(sim, dtype=np.float64)
+    q, c = np.asarray(query_labels), np.asarray(cand_labels)
+    order = rank_candidates(sim, exclude)
+    hits = c[order] == q[:, None]  # [N_q, N_c]
+    out = {}
+    for k in topk:
+        if exclude is not None:
+            n_avail = (~np.asarray(exclude)).sum(axis=1)
+            if np.any(n_avail < k):
+                raise ValueError(f'K={k} exceeds the number of candidates left for some query')
+        elif k > sim.shape[1]:
+            raise ValueError(f'K={k} exceeds the number of candidates ({sim.shape[1]})')
+        top = hits[:, :k]
+        out[f'P@{k}'] = top.sum(axis=1).astype(np.float64) / k
+        out[f'Hit@{k}'] = top.any(axis=1).astype(np.float64)
+    return out
+
+
 def retrieval_precision_at_k(sim: np.ndarray, query_labels: Sequence[int],
                              cand_labels: Sequence[int], topk: Sequence[int],
                              exclude: Optional[np.ndarray] = None) -> Dict[str, float]:
@@ -144,19 +171,5 @@ def retrieval_precision_at_k(sim: np.ndarray, query_labels: Sequence[int],
     Returns:
         ``{'P@K': fraction, 'Hit@K': fraction}`` for each K.
     """
-    sim = np.asarray(sim, dtype=np.float64)
-    q, c = np.asarray(query_labels), np.asarray(cand_labels)
-    order = rank_candidates(sim, exclude)
-    hits = c[order] == q[:, None]  # [N_q, N_c]
-    out = {}
-    for k in topk:
-        if exclude is not None:
-            n_avail = (~np.asarray(exclude)).sum(axis=1)
-            if np.any(n_avail < k):
-                raise ValueError(f'K={k} exceeds the number of candidates left for some query')
-        elif k > sim.shape[1]:
-            raise ValueError(f'K={k} exceeds the number of candidates ({sim.shape[1]})')
-        top = hits[:, :k]
-        out[f'P@{k}'] = float(top.sum(axis=1).mean() / k)
-        out[f'Hit@{k}'] = float(top.any(axis=1).mean())
-    return out
+    per_query = retrieval_per_query(sim, query_labels, cand_labels, topk, exclude)
+    return {k: float(v.mean()) for k, v in per_query.items()}

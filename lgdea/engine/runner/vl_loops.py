@@ -2,7 +2,9 @@
 
 - :class:`VLValLoop` / :class:`VLTestLoop`: mmengine's loops plus ``metric.bind_model(model)``
   (the unwrapped model) before running; the test loop writes the metrics to
-  ``<work_dir>/<timestamp>_test_results.json`` (NaN -> null).
+  ``<work_dir>/<timestamp>_test_results.json`` (NaN -> null) and the per-case values of the
+  metrics (``BaseVLMetric.per_case``, the benchmark bootstraps over them) to
+  ``<work_dir>/<timestamp>_test_cases.json``.
 - :class:`VLMultiValLoop` / :class:`VLMultiTestLoop`: several (dataloader, evaluator) pairs in
   one run (retrieval + zero-shot + grounding sets), each metric key prefixed by its set name.
 """
@@ -27,7 +29,7 @@ from lgdea.registry import LOOPS
 from .strategies import gathered_params
 
 __all__ = ['VLValLoop', 'VLTestLoop', 'VLMultiValLoop', 'VLMultiTestLoop', 'bind_model_to_metrics',
-           'to_jsonable', 'dump_test_results']
+           'to_jsonable', 'dump_test_results', 'dump_test_cases', 'evaluator_per_case']
 
 
 def bind_model_to_metrics(evaluator: Evaluator, model) -> None:
@@ -68,6 +70,29 @@ def dump_test_results(runner, metrics: Dict[str, Any]) -> Optional[str]:
         with open(path, 'w') as f:
             json.dump(to_jsonable(dict(metrics)), f, indent=2, allow_nan=False)
         print_log(f'test results written to {path}', logger='current')
+    return path
+
+
+def evaluator_per_case(evaluator: Evaluator, prefix: str = '') -> Dict[str, List[float]]:
+    """Per-case values of the evaluator's metrics (``BaseVLMetric.per_case``) under the keys of
+    their metrics, ``prefix`` prepended (``'<set>/'`` in the multi-set loops)."""
+    out: Dict[str, List[float]] = OrderedDict()
+    for metric in evaluator.metrics:
+        if hasattr(metric, 'keyed_per_case'):
+            for key, values in metric.keyed_per_case().items():
+                out[f'{prefix}{key}'] = np.asarray(values, dtype=np.float64).tolist()
+    return out
+
+
+def dump_test_cases(runner, per_case: Dict[str, List[float]]) -> Optional[str]:
+    """Write ``per_case`` to ``<work_dir>/<timestamp>_test_cases.json`` (main process only;
+    nothing when no metric has per-case values). NaN -> null: a case the metric left out."""
+    if not per_case:
+        return None
+    path = osp.join(runner.work_dir, f'{runner.timestamp}_test_cases.json')
+    if is_main_process():
+        with open(path, 'w') as f:
+            json.dump(to_jsonable(dict(per_case)), f, allow_nan=False)
     return path
 
 
@@ -141,6 +166,7 @@ class VLTestLoop(TestLoop):
         metrics = _run_single(self, 'test')
         if self.dump_results:
             self.results_file = dump_test_results(self.runner, metrics)
+            dump_test_cases(self.runner, evaluator_per_case(self.evaluator))
         return metrics
 
 
@@ -210,6 +236,7 @@ class _MultiLoopMixin:
     def _run_all(self, losses_attr: str) -> Dict[str, Any]:
         model = self.runner.model
         all_metrics: Dict[str, Any] = OrderedDict()
+        self.per_case: Dict[str, List[float]] = OrderedDict()
         for dl, ev, prefix in zip(self.dataloaders, self.evaluators, self.prefixes):
             bind_model_to_metrics(ev, model)
             self.dataloader, self.evaluator = dl, ev
@@ -228,6 +255,7 @@ class _MultiLoopMixin:
                 for k, v in metrics.items()), logger='current')
             for k, v in metrics.items():
                 all_metrics[f'{prefix}/{k}'] = v
+            self.per_case.update(evaluator_per_case(ev, f'{prefix}/'))
         return all_metrics
 
 
@@ -289,6 +317,7 @@ class VLMultiTestLoop(_MultiLoopMixin, TestLoop):
         self.runner.call_hook('after_test')
         if self.dump_results:
             self.results_file = dump_test_results(self.runner, metrics)
+            dump_test_cases(self.runner, self.per_case)
         return metrics
 
 

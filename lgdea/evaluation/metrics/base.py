@@ -94,7 +94,12 @@ class BaseVLMetric(BaseMetric):
     in ``compute_metrics``.
 
     Subclasses set ``record_keys`` (the sample fields each result keeps) and implement
-    :meth:`compute_from_results`.
+    :meth:`compute_from_results`. A metric that is a mean over evaluation cases also stores
+    the per-case values in :attr:`per_case` (``{metric key: [N] float64}``, cases in
+    ``sample_idx`` order, the metric's unit, so ``nanmean(per_case[k]) == metrics[k]``; NaN
+    marks a case the metric leaves out, e.g. a degenerate grounding map): the
+    test loops write them to ``<work_dir>/<timestamp>_test_cases.json`` and the benchmark
+    bootstraps over them (docs/benchmark.md, intervals).
 
     Args:
         batch_size: images / texts per model call in ``compute_metrics``.
@@ -114,6 +119,7 @@ class BaseVLMetric(BaseMetric):
         self.batch_size = int(batch_size)
         self.feat_keys = None if feat_keys is None else tuple(feat_keys)
         self._model = None
+        self.per_case: Dict[str, np.ndarray] = {}
 
     # ----------------------------------------------------------------------- model
     def bind_model(self, model) -> None:
@@ -166,6 +172,7 @@ class BaseVLMetric(BaseMetric):
             raise ValueError(f'{type(self).__name__}: no result was collected')
         if all(r.get('sample_idx') is not None for r in results):
             results = sorted(results, key=lambda r: int(r['sample_idx']))
+        self.per_case = {}
         was_training = getattr(self.model, 'training', False)
         if isinstance(self.model, torch.nn.Module):
             self.model.eval()
@@ -182,6 +189,12 @@ class BaseVLMetric(BaseMetric):
 
     def compute_from_results(self, results: List[dict]) -> Dict[str, float]:
         raise NotImplementedError
+
+    def keyed_per_case(self) -> Dict[str, np.ndarray]:
+        """:attr:`per_case` under the keys ``evaluate`` reports (``<prefix>/<key>``)."""
+        if not self.prefix:
+            return dict(self.per_case)
+        return {f'{self.prefix}/{k}': v for k, v in self.per_case.items()}
 
     # ------------------------------------------------------------ model helpers
     def image_batches(self, results: Sequence[dict]) -> Iterator[Tuple[int, Dict[str, Any]]]:

@@ -109,6 +109,7 @@ class GroundingCNR(BaseVLMetric):
         valid = np.isfinite(cnr)
         metrics = OrderedDict()
         metrics['cnr'] = float(cnr[valid].mean()) if valid.any() else float('nan')
+        self.per_case['cnr'] = cnr  # NaN: a degenerate map, left out of the mean (nanmean)
         keys = ['cnr', 'signed_cnr'] if self.signed else ['cnr']
         if self.signed:
             s = np.array([p['signed_cnr'] for p in pairs], dtype=np.float64)

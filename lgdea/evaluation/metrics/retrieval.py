@@ -4,7 +4,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from lgdea.registry import METRICS
-from ..functional import retrieval_precision_at_k
+from ..functional import retrieval_per_query
 from .base import BaseVLMetric, label_of
 
 __all__ = ['RetrievalPrecisionAtK']
@@ -104,8 +104,9 @@ class RetrievalPrecisionAtK(BaseVLMetric):
         cands = self.build_candidates(results)
         sim = self.similarity_matrix(results, self.encode_candidates(cands))
         q_labels = [label_of(r['gt_label'], f'image {r.get("img_path")}') for r in results]
-        raw = retrieval_precision_at_k(sim, q_labels, [c['label'] for c in cands], self.topk,
-                                       exclude=self.exclusion_mask(results, cands))
-        metrics = {k: v * 100.0 for k, v in raw.items()}
+        per_query = retrieval_per_query(sim, q_labels, [c['label'] for c in cands], self.topk,
+                                        exclude=self.exclusion_mask(results, cands))
+        self.per_case = {k: v * 100.0 for k, v in per_query.items()}
+        metrics = {k: float(v.mean()) for k, v in self.per_case.items()}
         metrics['num_candidates'] = len(cands)
         return metrics

@@ -132,6 +132,8 @@ class ZeroShotAccuracy(BaseVLMetric):
                 scores = zscore_columns(scores)
             pred = argmax_first(scores)
             key = '' if proto['name'] is None else f'{proto["name"]}/'
-            metrics[f'{key}accuracy'] = float(np.mean(pred == labels) * 100.0)
+            correct = (pred == labels).astype(np.float64) * 100.0
+            self.per_case[f'{key}accuracy'] = correct
+            metrics[f'{key}accuracy'] = float(correct.mean())
             metrics[f'{key}macro_f1'] = macro_f1(pred, labels) * 100.0
         return metrics
