@@ -70,13 +70,15 @@ EXPECTED_RETRIEVAL = """\
 
 | Group | Model | P@1 | P@2 | P@5 | P@10 |
 |---|---|---|---|---|---|
-| Full pairing | CLIP (100% pairs) | **51.00 ± 1.41** | **48.00 ± 0.00** | 42.00 ± 2.83 | n/a |
-| Limited pairing | CLIP (5% pairs) | 21.00 ± 1.41 | 30.00 ± 0.00 | **46.00 ± 1.41** | \
+| Full pairing | CLIP (100% pairs) | 51.00 ± 1.41 | 48.00 ± 0.00 | 42.00 ± 2.83 | n/a |
+| Limited pairing | CLIP (5% pairs) | 21.00 ± 1.41 | 30.00 ± 0.00 | 46.00 ± 1.41 | \
 10.00 ± 0.00 |
-|  | LGDEA (5% pairs) [1/2 seeds] | 30.00 | 25.00 | **46.00** | **12.00** |
+|  | LGDEA (5% pairs) [1/2 seeds] | 30.00 | 25.00 | 46.00 | 12.00 |
 
-Mean ± sample std over seeds 0, 1; bold: best value per column; n/a: metric not in the \
-results; [i/n seeds]: only i of the n runs of the row have finished.
+Mean ± sample std over seeds 0, 1; [low, high]: 95% bootstrap interval over seeds and \
+evaluation cases; bold: the best value of a column, only where the 95% interval of its paired \
+difference to every other row excludes 0; n/a: metric not in the results; [i/n seeds]: only \
+i of the n runs of the row have finished.
 """
 
 EXPECTED_GROUNDING = """\
@@ -84,13 +86,15 @@ EXPECTED_GROUNDING = """\
 
 | Group | Model | Atelectasis | Lung Opacity | Mean |
 |---|---|---|---|---|
-| Full pairing | CLIP (100% pairs) | **0.6000 ± 0.1414** | 0.4000 ± 0.0000 | \
-**0.5000 ± 0.0707** |
+| Full pairing | CLIP (100% pairs) | 0.6000 ± 0.1414 | 0.4000 ± 0.0000 | \
+0.5000 ± 0.0707 |
 | Limited pairing | CLIP (5% pairs) | 0.3000 ± 0.0000 | 0.6000 ± 0.1414 | 0.4000 |
-|  | LGDEA (5% pairs) [1/2 seeds] | 0.2000 | **0.8000** | **0.5000** |
+|  | LGDEA (5% pairs) [1/2 seeds] | 0.2000 | 0.8000 | 0.5000 |
 
-Mean ± sample std over seeds 0, 1; bold: best value per column; n/a: metric not in the \
-results; [i/n seeds]: only i of the n runs of the row have finished.
+Mean ± sample std over seeds 0, 1; [low, high]: 95% bootstrap interval over seeds and \
+evaluation cases; bold: the best value of a column, only where the 95% interval of its paired \
+difference to every other row excludes 0; n/a: metric not in the results; [i/n seeds]: only \
+i of the n runs of the row have finished.
 """
 
 
@@ -161,20 +165,22 @@ def test_tables_from_stored_results_exact_markdown(spec_file, fake_work_dir, cap
     with open(osp.join(fake_work_dir, 'tables', 'grounding_pairing.md')) as f:
         pairing_md = f.read()
     assert pairing_md.startswith('### Table III.') and 'CLIP (100% pairs)' not in pairing_md
-    assert '| Limited pairing | CLIP (5% pairs) | **0.3000 ± 0.0000** |' in pairing_md
+    # no bold: LGDEA has one seed, so no interval can separate CLIP from it
+    assert '| Limited pairing | CLIP (5% pairs) | 0.3000 ± 0.0000 |' in pairing_md
     # Table V: missing linear-probe keys render as n/a, present ones aggregate
     with open(osp.join(fake_work_dir, 'tables', 'classification.md')) as f:
         cls_md = f.read()
-    assert ('| Full pairing | CLIP (100% pairs) | **61.00 ± 1.41** | n/a | 71.00 ± 1.41 | n/a |'
+    assert ('| Full pairing | CLIP (100% pairs) | 61.00 ± 1.41 | n/a | 71.00 ± 1.41 | n/a |'
             in cls_md)
 
-    # CSV: full precision, mean / std / n per column
+    # CSV: full precision, mean / std / n / bootstrap interval per column (no per-case
+    # values in these results: empty interval)
     with open(osp.join(fake_work_dir, 'tables', 'retrieval.csv')) as f:
         lines = f.read().splitlines()
-    assert lines[0] == ('group,row_id,Model,seeds,P@1 mean,P@1 std,P@1 n,P@2 mean,P@2 std,P@2 n,'
-                        'P@5 mean,P@5 std,P@5 n,P@10 mean,P@10 std,P@10 n')
-    assert lines[1] == ('Full pairing,CLIP_p100,CLIP (100% pairs),2,51.0,1.41421356,2,48.0,0.0,2,'
-                        '42.0,2.82842712,2,,,0')
+    assert lines[0] == ','.join(['group,row_id,Model,seeds'] + [
+        f'P@{k} mean,P@{k} std,P@{k} n,P@{k} ci_low,P@{k} ci_high' for k in (1, 2, 5, 10)])
+    assert lines[1] == ('Full pairing,CLIP_p100,CLIP (100% pairs),2,51.0,1.41421356,2,,,48.0,0.0,'
+                        '2,,,42.0,2.82842712,2,,,,,0,,')
     assert lines[3].startswith('Limited pairing,LGDEA_p5,LGDEA (5% pairs),1,30.0,,1,')
 
     # results.json: every run per seed; results.md: the tables and the run list

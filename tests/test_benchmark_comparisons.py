@@ -32,9 +32,13 @@ class _Run:
 
 
 class _Record:
-    def __init__(self, sid, seed, value):
+    def __init__(self, sid, seed, value, cases=None):
         self.run, self.status = _Run(sid, seed), 'finished'
         self.metrics = {'synthetic_5x200/zero_shot/accuracy': value}
+        self._cases = cases
+
+    def cases(self, key):
+        return self._cases
 
 
 def test_compute_and_format_comparisons():
@@ -50,3 +54,38 @@ def test_compute_and_format_comparisons():
         check_comparisons([dict(a='A_p5', b='C_p5', metrics=['zero_shot'])], ['A_p5', 'B_p5'])
     with pytest.raises(ValueError, match='needs'):
         check_comparisons([dict(a='A_p5', b='B_p5')], ['A_p5', 'B_p5'])
+
+
+def _correct(n_right, n=200):
+    return [100.0] * n_right + [0.0] * (n - n_right)
+
+
+def test_comparison_bootstrap_over_seeds_and_cases_decides_the_claim():
+    """Per seed, A is right on 10 more of 200 cases than B (a superset): the seed-only
+    interval is degenerate-narrow (sd 0), the bootstrap over cases is not and still excludes 0;
+    with 2 more cases it does not (a resample misses both in about 13% of the draws); with B
+    right on other cases the claim does not hold either."""
+    key = dict(retrieval='synthetic_5x200', grounding='g')
+    spec = [dict(a='A_p5', b='B_p5', metrics=['zero_shot'])]
+    same = [_Record('A_p5', s, 55.0, _correct(110)) for s in range(3)] + \
+        [_Record('B_p5', s, 50.0, _correct(100)) for s in range(3)]
+    (d,) = compute_comparisons(spec, same, key)
+    assert d.std == 0.0 and d.ci_low == d.ci_high == pytest.approx(5.0)
+    assert 0 < d.boot_low < 5.0 < d.boot_high and d.excludes_zero
+    two = [_Record('A_p5', s, 51.0, _correct(102)) for s in range(3)] + \
+        [_Record('B_p5', s, 50.0, _correct(100)) for s in range(3)]
+    (d,) = compute_comparisons(spec, two, key)
+    assert d.boot_low == 0.0 and not d.excludes_zero
+    # B right on other cases: a - b is +1 on average but +-100 case by case
+    other = [_Record('A_p5', s, 51.0, _correct(102)) for s in range(3)] + \
+        [_Record('B_p5', s, 50.0, _correct(100)[::-1]) for s in range(3)]
+    (d,) = compute_comparisons(spec, other, key)
+    assert d.boot_low < 0 < d.boot_high and not d.excludes_zero
+    md = format_comparisons([d])
+    assert '95% interval (seeds x cases)' in md and f'[{d.boot_low:+.2f}, {d.boot_high:+.2f}]' in md
+    assert d.to_json()['bootstrap_ci95'] == [d.boot_low, d.boot_high]
+    # without per-case values: the Student-t interval over seeds decides
+    plain = [_Record('A_p5', s, 51.0 + s) for s in range(3)] + \
+        [_Record('B_p5', s, 50.0) for s in range(3)]
+    (d,) = compute_comparisons(spec, plain, key)
+    assert d.boot_low is None and d.interval == (d.ci_low, d.ci_high)

@@ -9,7 +9,11 @@ for, e.g. "LGDEA at 5% beats CLIP on the evidence phrases at 5%":
 For each metric the difference ``a - b`` is taken per seed (same seed = same initialisation
 draw and data order, so the pairing removes the shared part of the seed-to-seed spread), and
 reported as the mean, the sample std and the two-sided 95% Student-t interval of the mean
-(``mean +- t_{0.975, n-1} sd / sqrt(n)``); an interval needs at least two seeds.
+(``mean +- t_{0.975, n-1} sd / sqrt(n)``; at least two seeds), and, when every run wrote
+per-case values, the 95% bootstrap interval over the same seeds *and* the evaluation cases
+(:mod:`lgdea.benchmark.bootstrap`, pairs by seed and by case). A claim "a beats b" needs the
+interval above 0: the bootstrap one where it exists (it also carries the finite evaluation
+set's noise), else the Student-t one.
 """
 import math
 from dataclasses import dataclass
@@ -17,6 +21,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from scipy import stats
+
+from .bootstrap import bootstrap_interval, paired_cases
 
 #: Short metric names a comparison may use, resolved with the spec's dataset prefixes.
 METRIC_ALIASES = {
@@ -41,15 +47,28 @@ class PairedDifference:
     std: Optional[float]
     ci_low: Optional[float]
     ci_high: Optional[float]
+    boot_low: Optional[float] = None
+    boot_high: Optional[float] = None
+
+    @property
+    def interval(self) -> Optional[tuple]:
+        """The interval a claim rests on: bootstrap over seeds and cases, else Student-t."""
+        if self.boot_low is not None:
+            return self.boot_low, self.boot_high
+        return None if self.ci_low is None else (self.ci_low, self.ci_high)
 
     @property
     def excludes_zero(self) -> bool:
-        return self.ci_low is not None and (self.ci_low > 0 or self.ci_high < 0)
+        interval = self.interval
+        return interval is not None and (interval[0] > 0 or interval[1] < 0)
 
     def to_json(self) -> dict:
         return dict(a=self.a, b=self.b, metric=self.metric, key=self.key, seeds=self.seeds,
-                    n=len(self.seeds), mean=self.mean, std=self.std, ci95=[self.ci_low,
-                                                                            self.ci_high])
+                    n=len(self.seeds), mean=self.mean, std=self.std,
+                    ci95=[self.ci_low, self.ci_high],
+                    bootstrap_ci95=([self.boot_low, self.boot_high]
+                                    if self.boot_low is not None else None),
+                    excludes_zero=self.excludes_zero)
 
 
 def paired_difference(values_a: Dict[int, float], values_b: Dict[int, float],
@@ -95,18 +114,25 @@ def check_comparisons(comparisons: Sequence[dict], setting_ids: Sequence[str]) -
 def compute_comparisons(comparisons: Sequence[dict], records, datasets: Dict[str, str]
                         ) -> List[PairedDifference]:
     """Every (comparison, metric) of the spec over the finished runs in ``records``."""
-    by_setting: Dict[str, Dict[int, dict]] = {}
+    by_setting: Dict[str, Dict[int, object]] = {}
     for r in records:
         if r.status == 'finished':
-            by_setting.setdefault(r.run.setting.setting_id, {})[r.run.seed] = r.metrics
+            by_setting.setdefault(r.run.setting.setting_id, {})[r.run.seed] = r
     out = []
     for c in comparisons:
+        runs_a, runs_b = by_setting.get(c['a'], {}), by_setting.get(c['b'], {})
         for metric in c['metrics']:
             key = resolve_metric(metric, datasets)
-            va = {s: m.get(key) for s, m in by_setting.get(c['a'], {}).items()}
-            vb = {s: m.get(key) for s, m in by_setting.get(c['b'], {}).items()}
+            va = {s: r.metrics.get(key) for s, r in runs_a.items()}
+            vb = {s: r.metrics.get(key) for s, r in runs_b.items()}
             seeds, mean, sd, lo, hi = paired_difference(va, vb)
-            out.append(PairedDifference(c['a'], c['b'], metric, key, seeds, mean, sd, lo, hi))
+            boot = None
+            if seeds:
+                diff = paired_cases({s: runs_a[s].cases(key) for s in seeds},
+                                    {s: runs_b[s].cases(key) for s in seeds}, seeds)
+                boot = bootstrap_interval(diff) if diff is not None else None
+            out.append(PairedDifference(c['a'], c['b'], metric, key, seeds, mean, sd, lo, hi,
+                                        *(boot or (None, None))))
     return out
 
 
@@ -115,14 +141,19 @@ def format_comparisons(diffs: Sequence[PairedDifference]) -> str:
     def f(v):
         return 'n/a' if v is None else f'{v:+.2f}'
     lines = ['## Paired differences (a - b, same seeds)', '',
-             '| a | b | metric | seeds | mean | sample std | 95% interval | excludes 0 |',
-             '|---|---|---|---|---|---|---|---|']
+             '| a | b | metric | seeds | mean | sample std | 95% interval (seeds) | '
+             '95% interval (seeds x cases) | excludes 0 |',
+             '|---|---|---|---|---|---|---|---|---|']
     for d in diffs:
         std = 'n/a' if d.std is None else f'{d.std:.2f}'
         ci = 'n/a' if d.ci_low is None else f'[{f(d.ci_low)}, {f(d.ci_high)}]'
+        boot = 'n/a' if d.boot_low is None else f'[{f(d.boot_low)}, {f(d.boot_high)}]'
         lines.append(f'| {d.a} | {d.b} | {d.metric} | {len(d.seeds)} | {f(d.mean)} | {std} | '
-                     f'{ci} | {"yes" if d.excludes_zero else "no"} |')
+                     f'{ci} | {boot} | {"yes" if d.excludes_zero else "no"} |')
     lines.append('')
-    lines.append('In the metrics\' unit (accuracies and P@K in percentage points); the interval '
-                 'is the two-sided 95% Student-t interval of the mean paired difference.')
+    lines.append('In the metrics\' unit (accuracies and P@K in percentage points). Seeds: the '
+                 'two-sided 95% Student-t interval of the mean paired difference over the seeds; '
+                 'seeds x cases: the 95% bootstrap interval resampling the seeds and the '
+                 'evaluation cases together (needs per-case values). "Excludes 0" uses the '
+                 'bootstrap interval where it exists, else the Student-t one.')
     return '\n'.join(lines) + '\n'

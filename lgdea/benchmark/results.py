@@ -18,12 +18,31 @@ from .runs import (latest_results_file, load_config, read_run_info, run_cfg_opti
                    select_checkpoint)
 from .spec import RunSpec
 
-__all__ = ['WALL_TIME_KEY', 'TRAIN_DIAGNOSTICS_FILE', 'RunRecord', 'collect_run',
+__all__ = ['WALL_TIME_KEY', 'TRAIN_DIAGNOSTICS_FILE', 'RunRecord', 'collect_run', 'cases_file_of',
+           'read_cases',
            'read_train_diagnostics', 'config_facts', 'read_metrics',
            'MetricSummary', 'summarize']
 
 #: Pseudo metric key under which a run's wall time (train + test, seconds) enters the tables.
 WALL_TIME_KEY = 'benchmark/wall_time_s'
+
+
+def cases_file_of(results_file: Optional[str]) -> Optional[str]:
+    """The ``<timestamp>_test_cases.json`` written with ``<timestamp>_test_results.json``."""
+    if not results_file or not results_file.endswith('_test_results.json'):
+        return None
+    path = results_file[:-len('_test_results.json')] + '_test_cases.json'
+    return path if osp.isfile(path) else None
+
+
+def read_cases(path: str) -> Dict[str, list]:
+    """``{metric key: [per-case value or None]}`` of a ``*_test_cases.json``."""
+    with open(path) as f:
+        data = json.load(f)
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise ValueError(f'{path}: expected an object of per-case value lists; delete it and '
+                         'rerun the test of that run (tools/test.py writes it again).')
+    return data
 
 
 def read_metrics(path: str) -> Dict[str, float]:
@@ -95,6 +114,15 @@ class RunRecord:
     early_stopping: Optional[bool] = None
     model_selection: Optional[str] = None
     cfg_options: List[str] = field(default_factory=list)
+    cases_file: Optional[str] = None
+    _cases: Optional[Dict[str, list]] = field(default=None, repr=False, compare=False)
+
+    def cases(self, key: str) -> Optional[list]:
+        """Per-case values of metric ``key`` (``*_test_cases.json`` next to the results, written
+        by the test loops; None when the run has none, e.g. results from before they existed)."""
+        if self._cases is None:
+            self._cases = read_cases(self.cases_file) if self.cases_file else {}
+        return self._cases.get(key)
 
     @property
     def wall_time_s(self) -> Optional[float]:
@@ -117,7 +145,8 @@ class RunRecord:
                     train_seconds=self.train_seconds, test_seconds=self.test_seconds,
                     early_stopping=self.early_stopping, model_selection=self.model_selection,
                     cfg_options=self.cfg_options, checkpoint=self.checkpoint,
-                    results_file=self.results_file, metrics=self.metrics)
+                    results_file=self.results_file, cases_file=self.cases_file,
+                    metrics=self.metrics)
 
 
 def collect_run(run: RunSpec) -> RunRecord:
@@ -139,7 +168,8 @@ def collect_run(run: RunSpec) -> RunRecord:
                      metrics=metrics, results_file=results,
                      checkpoint=checkpoint, train_seconds=info.get('train_seconds'),
                      test_seconds=info.get('test_seconds'), early_stopping=early,
-                     model_selection=selection, cfg_options=cfg_options)
+                     model_selection=selection, cfg_options=cfg_options,
+                     cases_file=cases_file_of(results))
 
 
 @dataclass

@@ -5,9 +5,14 @@ A :class:`TableLayout` maps column labels to metric keys of the results JSONs
 ``mimic_5x200``) and says which settings are its rows. :func:`build_table` aggregates the
 per-seed records of every row (mean ± std over seeds, :func:`lgdea.benchmark.results.summarize`)
 and :func:`format_markdown` / :func:`format_csv` render it: a metric missing from the results
-shows as ``n/a``, ``±`` only appears with more than one seed, and the best value of each column
-(by the displayed mean; higher is better for every paper column) is bold: every row that
-reaches it, unless all rows of the column tie or fewer than two rows have a value.
+shows as ``n/a``, ``±`` only appears with more than one seed, ``[low, high]`` is the 95%
+bootstrap interval over seeds and evaluation cases (:mod:`lgdea.benchmark.bootstrap`; only
+for metrics whose runs wrote per-case values), and the best value of a column (by the mean;
+higher is better for every paper column) is bold only where it is *separated*: the 95%
+interval of its paired difference to every other row of the column excludes 0 (bootstrap over
+the common seeds and the cases; the Student-t interval over the common seeds where there are
+no per-case values). A tie at the top, one seed without per-case values, or an overlap leaves
+the column without bold.
 
 Layouts (``tables`` of a spec):
 
@@ -31,8 +36,10 @@ key                      paper      rows x columns
 import csv
 import io
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
+from .bootstrap import bootstrap_interval, paired_cases, stack_cases
+from .comparisons import paired_difference
 from .results import WALL_TIME_KEY, MetricSummary, RunRecord, summarize
 from .spec import SettingSpec
 
@@ -99,6 +106,11 @@ class TableRow:
     cells: List[MetricSummary]
     seeds_done: int
     seeds_total: int
+    #: per column: 95% bootstrap interval over seeds and cases (None without per-case values)
+    intervals: List[Optional[Tuple[float, float]]] = field(default_factory=list)
+    #: per column: ``{seed: value}`` and ``{seed: per-case values}`` (for the best-value test)
+    values: List[Dict[int, float]] = field(default_factory=list, repr=False)
+    cases: List[Dict[int, list]] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -219,31 +231,68 @@ def build_table(layout: TableLayout, settings: Sequence[SettingSpec],
         metrics = [r.table_metrics() for r in done]
         cells = [summarize([m.get(col.key) for m in metrics], ddof=std_ddof)
                  for col in layout.columns]
-        rows.append(TableRow(row_id, label, group, cells, len(done), len(seeds)))
+        values, cases, intervals = [], [], []
+        for col in layout.columns:
+            v = {r.run.seed: m.get(col.key) for r, m in zip(done, metrics)}
+            c = {r.run.seed: r.cases(col.key) for r in done}
+            c = {s_: x for s_, x in c.items() if x is not None}
+            matrix = stack_cases(c, sorted(c)) if c and len(c) == len(done) else None
+            values.append(v)
+            cases.append(c)
+            intervals.append(bootstrap_interval(matrix) if matrix is not None else None)
+        rows.append(TableRow(row_id, label, group, cells, len(done), len(seeds), intervals,
+                             values, cases))
     return Table(layout, rows, list(seeds), std_ddof)
 
 
-def format_cell(summary: MetricSummary, digits: int, bold: bool = False) -> str:
-    """``'0.8449'``, ``'0.8449 ± 0.0120'`` (more than one value), ``'n/a'``; bold with ``**``."""
+def difference_interval(row_a: TableRow, row_b: TableRow, col_index: int
+                        ) -> Optional[Tuple[float, float]]:
+    """95% interval of ``a - b`` in one column over the seeds both rows have: bootstrap over
+    those seeds and the cases when both have per-case values for all of them, else the
+    Student-t interval over the seeds (None below two seeds)."""
+    va, vb = row_a.values[col_index], row_b.values[col_index]
+    seeds, _, _, lo, hi = paired_difference(va, vb)
+    if not seeds:
+        return None
+    diff = paired_cases(row_a.cases[col_index], row_b.cases[col_index], seeds)
+    if diff is not None:
+        return bootstrap_interval(diff)
+    return None if lo is None else (lo, hi)
+
+
+def format_cell(summary: MetricSummary, digits: int, bold: bool = False,
+                interval: Optional[Tuple[float, float]] = None) -> str:
+    """``'0.8449'``, ``'0.8449 ± 0.0120'`` (more than one value), ``'... [0.8101, 0.8790]'``
+    (with a bootstrap interval), ``'n/a'``; bold with ``**``."""
     if summary.mean is None:
         return 'n/a'
     text = f'{summary.mean:.{digits}f}'
     if summary.n > 1 and summary.std is not None:
         text += f' ± {summary.std:.{digits}f}'
+    if interval is not None:
+        text += f' [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]'
     return f'**{text}**' if bold else text
 
 
 def _best_rows(table: Table, col_index: int) -> set:
+    """``{row index}`` of the column's best row when it is separated from every other row
+    (module docstring), else the empty set."""
     column = table.layout.columns[col_index]
     if column.higher_is_better is None:
         return set()
-    shown = {i: round(row.cells[col_index].mean, column.digits)
-             for i, row in enumerate(table.rows) if row.cells[col_index].mean is not None}
-    if len(shown) < 2:
+    means = {i: row.cells[col_index].mean for i, row in enumerate(table.rows)
+             if row.cells[col_index].mean is not None}
+    if len(means) < 2:
         return set()
-    best = max(shown.values()) if column.higher_is_better else min(shown.values())
-    winners = {i for i, v in shown.items() if v == best}
-    return set() if len(winners) == len(shown) else winners
+    sign = 1.0 if column.higher_is_better else -1.0
+    best = max(means, key=lambda i: sign * means[i])
+    for i in means:
+        if i == best:
+            continue
+        interval = difference_interval(table.rows[best], table.rows[i], col_index)
+        if interval is None or sign * (interval[0] if sign > 0 else interval[1]) <= 0:
+            return set()
+    return {best}
 
 
 def _escape(text: str) -> str:
@@ -267,7 +316,8 @@ def format_markdown_grid(table: Table, mark_best: bool = True) -> str:
              '|' + '---|' * len(header)]
     previous_group = None
     for i, row in enumerate(table.rows):
-        cells = [format_cell(s, c.digits, i in best[j])
+        cells = [format_cell(s, c.digits, i in best[j],
+                             row.intervals[j] if row.intervals else None)
                  for j, (s, c) in enumerate(zip(row.cells, layout.columns))]
         lead = [_row_label(row)]
         if with_group:
@@ -284,7 +334,9 @@ def _footnote(table: Table) -> str:
         spread = f'Mean ± {kind} over seeds {seeds}'
     else:
         spread = f'Seed {seeds} (one seed, no std)'
-    return (f'{spread}; bold: best value per column; n/a: metric not in the results; '
+    return (f'{spread}; [low, high]: 95% bootstrap interval over seeds and evaluation cases; '
+            'bold: the best value of a column, only where the 95% interval of its paired '
+            'difference to every other row excludes 0; n/a: metric not in the results; '
             '[i/n seeds]: only i of the n runs of the row have finished.')
 
 
@@ -301,13 +353,17 @@ def format_csv(table: Table) -> str:
     writer = csv.writer(buf, lineterminator='\n')
     header = ['group', 'row_id', table.layout.row_header, 'seeds']
     for c in table.layout.columns:
-        header += [f'{c.label} mean', f'{c.label} std', f'{c.label} n']
+        header += [f'{c.label} mean', f'{c.label} std', f'{c.label} n', f'{c.label} ci_low',
+                   f'{c.label} ci_high']
     writer.writerow(header)
     for row in table.rows:
         values = [row.group or '', row.row_id, row.label, row.seeds_done]
-        for s in row.cells:
+        intervals = row.intervals or [None] * len(row.cells)
+        for s, ci in zip(row.cells, intervals):
             values += ['' if s.mean is None else repr(round(s.mean, 8)),
-                       '' if s.std is None else repr(round(s.std, 8)), s.n]
+                       '' if s.std is None else repr(round(s.std, 8)), s.n,
+                       '' if ci is None else repr(round(ci[0], 8)),
+                       '' if ci is None else repr(round(ci[1], 8))]
         writer.writerow(values)
     return buf.getvalue()
 
@@ -320,6 +376,8 @@ def table_to_json(table: Table) -> dict:
         columns=[dict(label=c.label, key=c.key, digits=c.digits) for c in cols],
         rows=[dict(row_id=r.row_id, label=r.label, group=r.group, seeds_done=r.seeds_done,
                    seeds_total=r.seeds_total,
-                   values={c.label: dict(mean=s.mean, std=s.std, n=s.n)
-                           for c, s in zip(cols, r.cells)})
+                   values={c.label: dict(mean=s.mean, std=s.std, n=s.n,
+                                         ci95=list(ci) if ci is not None else None)
+                           for c, s, ci in zip(cols, r.cells,
+                                               r.intervals or [None] * len(r.cells))})
               for r in table.rows])
