@@ -32,12 +32,16 @@ def _train_and_test(config, tmp_path, monkeypatch, extra=()):
     monkeypatch.chdir(tmp_path)  # data/ (synthetic cache, evidence cache) goes here
     work = str(tmp_path / 'work')
     opts = _options(4) + list(extra)
-    _tool('train').main([osp.join(ROOT, config), '--work-dir', work, '--cfg-options', *opts])
+    _tool('train').main([osp.join(ROOT, config), '--work-dir', work, '--cfg-options', *opts,
+                         'default_hooks.logger.interval=2'])
     ckpt = osp.join(work, 'iter_4.pth')
     assert osp.isfile(ckpt) and osp.isfile(osp.join(work, 'pairing_split.json'))
     # pretraining validation: the training objective on held-out pairs, for every method
     logs = glob.glob(osp.join(work, '*', '*.log'))
     assert any('synthetic_pretrain_val/loss/loss:' in open(p).read() for p in logs), logs
+    # iteration-based log lines against max_iters (not epoch-style [1][2/<batches per pass>])
+    assert any('Iter(train) [2/4]' in open(p).read() for p in logs), logs
+    assert not any('Epoch(train)' in open(p).read() for p in logs), logs
     # ThroughputHook comes with default_runtime's default_hooks in every demo run
     with open(osp.join(work, 'throughput.json')) as f:
         throughput = json.load(f)['ranks'][0]
@@ -48,6 +52,11 @@ def _train_and_test(config, tmp_path, monkeypatch, extra=()):
     assert files
     with open(files[-1]) as f:
         dumped = json.load(f)
+    # per-case values for the benchmark's bootstrap, one per evaluated image
+    with open(files[-1].replace('_test_results.json', '_test_cases.json')) as f:
+        cases = json.load(f)
+    acc = cases['synthetic_5x200/zero_shot/accuracy']
+    assert len(acc) == 20 and sum(acc) / len(acc) == metrics['synthetic_5x200/zero_shot/accuracy']
     return metrics, dumped
 
 

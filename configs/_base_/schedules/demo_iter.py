@@ -10,3 +10,6 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters, eta_min=1e-5),
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+# iteration-based log lines: Iter(train) [150/600], not epoch-style [1][150/10] (mmengine counts
+# the global iteration against one pass of the loader, which at 5% pairing is 10 batches)
+log_processor = dict(by_epoch=False)

@@ -22,3 +22,6 @@ param_scheduler = [
 ]
 # validation once per (100 %-pool) epoch
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=iters_per_epoch)
+# iteration-based log lines: Iter(train) [150/600], not epoch-style [1][150/10] (mmengine counts
+# the global iteration against one pass of the loader, which at 5% pairing is 10 batches)
+log_processor = dict(by_epoch=False)
