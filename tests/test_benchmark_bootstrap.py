@@ -103,3 +103,23 @@ def test_table_bolds_only_a_separated_best_and_prints_intervals(tmp_path):
     with open(osp.join(work, 'results.json')) as f:
         values = json.load(f)['tables']['retrieval']['rows'][0]['values']
     assert values['P@1']['ci95'] == pytest.approx([low, high], abs=0.01)
+
+
+def test_extra_seeds_run_and_aggregate_for_their_setting_only(tmp_path):
+    from lgdea.benchmark import load_spec
+    spec_path = tmp_path / 'spec.py'
+    spec_path.write_text(SPEC.replace(
+        "dict(name='Weak', config='configs/demo/clip_demo_p5.py', pairing=5),",
+        "dict(name='Weak', config='configs/demo/clip_demo_p5.py', pairing=5, "
+        "extra_seeds=[3, 4]),"))
+    spec = load_spec(str(spec_path), work_dir=str(tmp_path / 'bench'))
+    ids = [r.run_id for r in spec.expand()]
+    assert len(ids) == 3 * 3 + 2 and ids[-2:] == ['Weak_p5_seed3', 'Weak_p5_seed4']
+    work = str(tmp_path / 'bench')
+    for run_id in ids:
+        right = 100 + (5 if run_id.startswith('Weak_p5_seed4') else 0)
+        _run(work, run_id, [100.0] * right + [0.0] * (200 - right), [0.0] * 200)
+    md = benchmark_tool.main([str(spec_path), '--collect', '--work-dir', work])['markdown']
+    weak = next(line for line in md.splitlines() if line.startswith('| Weak'))
+    assert weak.startswith('| Weak (5% pairs) (5 seeds) | 50.50 ± 1.12 [')  # 4 x 50, 1 x 52.5
+    assert '[5/5 seeds]' not in weak and 'also over their extra seeds' in md

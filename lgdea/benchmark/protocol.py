@@ -640,7 +640,8 @@ def table_run_ids(table, records: Sequence) -> List[str]:
     (the rows' settings at the table's seeds)."""
     rows = {row.row_id for row in table.rows}  # row ids are setting ids
     return [r.run.run_id for r in records if r.status == 'finished'
-            and r.run.setting.setting_id in rows and r.run.seed in table.seeds]
+            and r.run.setting.setting_id in rows
+            and r.run.seed in r.run.setting.seeds(table.seeds)]
 
 
 def cards_of(records: Sequence) -> Dict[str, dict]:

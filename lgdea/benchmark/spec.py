@@ -45,7 +45,8 @@ DATASET_PRESETS: Dict[str, Dict[str, str]] = dict(
                nih='nih'),
 )
 
-_RUN_KEYS = ('name', 'config', 'pairing', 'label', 'group', 'cfg_options', 'sweep')
+_RUN_KEYS = ('name', 'config', 'pairing', 'label', 'group', 'cfg_options', 'sweep',
+             'extra_seeds')
 _SPEC_KEYS = ('runs', 'seeds', 'tables', 'datasets', 'iters', 'work_dir', 'cfg_options',
               'vary_pair_seed', 'std_ddof', 'linear_probe_pct', 'columns', 'grounding_classes',
               'figures', 'gpus_per_run', 'title', 'comparisons')
@@ -90,6 +91,8 @@ class SettingSpec:
         cfg_options: ``key=value`` overrides of this setting (after the spec-wide ones).
         sweep: hyper-parameter values this setting stands for in the K / L sweep tables, e.g.
             ``dict(K=64, L=64)`` (a setting may belong to several sweeps).
+        extra_seeds: seeds this setting runs in addition to the spec's ``seeds`` (e.g. the
+            two settings of a claimed comparison at 5 seeds, the others at 3).
     """
 
     name: str
@@ -99,6 +102,7 @@ class SettingSpec:
     group: Optional[str] = None
     cfg_options: List[str] = field(default_factory=list)
     sweep: Dict[str, float] = field(default_factory=dict)
+    extra_seeds: List[int] = field(default_factory=list)
 
     def __post_init__(self):
         if not _NAME_RE.match(self.name):
@@ -112,6 +116,13 @@ class SettingSpec:
             self.label = f'{self.name} ({format_pairing(self.pairing)}% pairs)'
         self.cfg_options = [str(o) for o in self.cfg_options]
         self.sweep = {str(k): float(v) for k, v in dict(self.sweep).items()}
+        self.extra_seeds = [int(x) for x in self.extra_seeds]
+        if len(set(self.extra_seeds)) != len(self.extra_seeds):
+            raise ValueError(f'run {self.name!r}: extra_seeds repeat: {self.extra_seeds}')
+
+    def seeds(self, spec_seeds: Sequence[int]) -> List[int]:
+        """The spec's seeds, then this setting's extra seeds that are not among them."""
+        return list(spec_seeds) + [x for x in self.extra_seeds if x not in spec_seeds]
 
     @property
     def setting_id(self) -> str:
@@ -234,8 +245,13 @@ class BenchmarkSpec:
         at the second, ... (an interrupted benchmark has complete tables for the first
         seeds)."""
         runs = []
-        for seed in self.seeds:
+        all_seeds = list(self.seeds)
+        for setting in self.settings:
+            all_seeds += [x for x in setting.seeds(self.seeds) if x not in all_seeds]
+        for seed in all_seeds:
             for setting in self.settings:
+                if seed not in setting.seeds(self.seeds):
+                    continue
                 run_id = f'{setting.setting_id}_seed{seed}'
                 runs.append(RunSpec(
                     setting=setting, seed=seed, work_dir=osp.join(self.work_dir, run_id),
@@ -260,7 +276,8 @@ def _as_setting(entry, index: int) -> SettingSpec:
     return SettingSpec(name=str(entry['name']), config=str(entry['config']),
                        pairing=entry['pairing'], label=str(entry.get('label') or ''),
                        group=entry.get('group'), cfg_options=list(cfg_options),
-                       sweep=dict(entry.get('sweep') or {}))
+                       sweep=dict(entry.get('sweep') or {}),
+                       extra_seeds=list(entry.get('extra_seeds') or []))
 
 
 def load_spec(path: str, work_dir: Optional[str] = None, seeds: Optional[Sequence[int]] = None,

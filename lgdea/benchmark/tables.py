@@ -223,11 +223,14 @@ def build_table(layout: TableLayout, settings: Sequence[SettingSpec],
     """Aggregate the finished ``records`` (all seeds) into the rows of ``layout``."""
     by_setting: Dict[str, List[RunRecord]] = {}
     for rec in records:
-        if rec.status == 'finished' and rec.run.seed in seeds:
+        if rec.status == 'finished' and rec.run.seed in rec.run.setting.seeds(seeds):
             by_setting.setdefault(rec.run.setting.setting_id, []).append(rec)
     rows = []
     for row_id, label, group, setting in _row_settings(layout, settings):
         done = by_setting.get(setting.setting_id, [])
+        row_seeds = setting.seeds(seeds)
+        if len(row_seeds) != len(seeds):
+            label = f'{label} ({len(row_seeds)} seeds)'
         metrics = [r.table_metrics() for r in done]
         cells = [summarize([m.get(col.key) for m in metrics], ddof=std_ddof)
                  for col in layout.columns]
@@ -240,7 +243,7 @@ def build_table(layout: TableLayout, settings: Sequence[SettingSpec],
             values.append(v)
             cases.append(c)
             intervals.append(bootstrap_interval(matrix) if matrix is not None else None)
-        rows.append(TableRow(row_id, label, group, cells, len(done), len(seeds), intervals,
+        rows.append(TableRow(row_id, label, group, cells, len(done), len(row_seeds), intervals,
                              values, cases))
     return Table(layout, rows, list(seeds), std_ddof)
 
@@ -332,6 +335,8 @@ def _footnote(table: Table) -> str:
     if len(table.seeds) > 1:
         kind = 'sample std' if table.std_ddof == 1 else f'std with ddof={table.std_ddof}'
         spread = f'Mean ± {kind} over seeds {seeds}'
+        if any(r.label.endswith(' seeds)') for r in table.rows):
+            spread += ' (rows marked "(n seeds)" also over their extra seeds)'
     else:
         spread = f'Seed {seeds} (one seed, no std)'
     return (f'{spread}; [low, high]: 95% bootstrap interval over seeds and evaluation cases; '
