@@ -322,7 +322,7 @@ def test_spec_files_load_and_match_their_configs():
         for run in runner.runs[:len(spec.settings)]:
             assert osp.isfile(run.config_path), (path, run.config)
             check_pairing(run, load_config(run.config_path, run.cfg_options))
-    assert counts['demo_synthetic.py'] == 22 and counts['kl_sweep_mimic.py'] == 21
+    assert counts['demo_synthetic.py'] == 42 and counts['kl_sweep_mimic.py'] == 21
     sweep = load_spec(osp.join(ROOT, 'configs/benchmark/kl_sweep_mimic.py'))
     assert sorted(s.sweep.get('K') for s in sweep.settings if 'K' in s.sweep) == [32, 64, 96, 128]
 
@@ -380,9 +380,10 @@ def test_demo_is_a_wrapper_with_the_same_table(tmp_path, capsys, monkeypatch):
     for cmd in launcher.cmds:
         options = cmd[cmd.index('--cfg-options') + 1:]
         assert 'linear_probe=None' in options and 'train_cfg.val_interval=1000000000' in options
-    table = ('| run | zero-shot acc | P@1 | P@2 | P@5 | P@10 | grounding CNR | wall time (s) |\n'
-             '|---|---|---|---|---|---|---|---|\n'
-             '| clip_demo_p100 | 48.9 | 49.5 | 50.0 | 50.5 | 49.9 | 0.64 | 169.3 |\n')
+    table = ('| run | zero-shot acc | P@1 | P@2 | P@5 | P@10 | grounding CNR | train samples/s '
+             '| wall time (s) |\n'
+             '|---|---|---|---|---|---|---|---|---|\n'
+             '| clip_demo_p100 | 48.9 | 49.5 | 50.0 | 50.5 | 49.9 | 0.64 | n/a | 169.3 |\n')
     printed = capsys.readouterr().out
     assert 'Synthetic CXR benchmark (accuracy and P@K in %, chance = 20%):' in printed
     assert table in printed and '| clip_demo_p5 | n/a | 42.0 | n/a |' in printed

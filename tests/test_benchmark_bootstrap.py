@@ -123,3 +123,27 @@ def test_extra_seeds_run_and_aggregate_for_their_setting_only(tmp_path):
     weak = next(line for line in md.splitlines() if line.startswith('| Weak'))
     assert weak.startswith('| Weak (5% pairs) (5 seeds) | 50.50 ± 1.12 [')  # 4 x 50, 1 x 52.5
     assert '[5/5 seeds]' not in weak and 'also over their extra seeds' in md
+
+
+def test_throughput_of_the_training_enters_the_results_and_the_overview(tmp_path):
+    spec = tmp_path / 'spec.py'
+    spec.write_text(SPEC.replace("tables = ['retrieval']", "tables = ['overview']"))
+    work = str(tmp_path / 'bench')
+    for run_id in ('Strong_p100_seed0', 'Weak_p5_seed0', 'Close_p5_seed0'):
+        _run(work, run_id, [100.0, 0.0], [0.0, 0.0])
+    with open(osp.join(work, 'Strong_p100_seed0', 'throughput.json'), 'w') as f:
+        json.dump(dict(world_size=2, ranks=[
+            dict(samples_per_s=100.0, data_wait_share=0.1, peak_rss_mb=900.0,
+                 flops_per_sample=2e9, achieved_tflops=0.2),
+            dict(samples_per_s=110.0, data_wait_share=0.3, peak_rss_mb=1000.0,
+                 flops_per_sample=2e9, achieved_tflops=0.22)]), f)
+    out = benchmark_tool.main([str(spec), '--collect', '--work-dir', work, '--seeds', '0'])
+    with open(osp.join(work, 'results.json')) as f:
+        runs = {r['run_id']: r for r in json.load(f)['runs']}
+    m = runs['Strong_p100_seed0']['metrics']
+    assert m['throughput/samples_per_s'] == 210.0 and m['throughput/peak_mem_mb'] == 1000.0
+    assert m['throughput/data_wait_share'] == pytest.approx(0.2)
+    assert m['throughput/achieved_tflops'] == pytest.approx(0.42)
+    assert 'throughput/mfu' not in m  # no known peak: no MFU
+    assert 'throughput/samples_per_s' not in runs['Weak_p5_seed0']['metrics']
+    assert '| train samples/s |' in out['markdown'] and '| 210.0 |' in out['markdown']

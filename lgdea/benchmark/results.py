@@ -18,7 +18,8 @@ from .runs import (latest_results_file, load_config, read_run_info, run_cfg_opti
                    select_checkpoint)
 from .spec import RunSpec
 
-__all__ = ['WALL_TIME_KEY', 'TRAIN_DIAGNOSTICS_FILE', 'RunRecord', 'collect_run', 'cases_file_of',
+__all__ = ['WALL_TIME_KEY', 'TRAIN_DIAGNOSTICS_FILE', 'THROUGHPUT_FILE', 'THROUGHPUT_KEY',
+           'read_throughput', 'RunRecord', 'collect_run', 'cases_file_of',
            'read_cases',
            'read_train_diagnostics', 'config_facts', 'read_metrics',
            'MetricSummary', 'summarize']
@@ -73,6 +74,46 @@ def read_train_diagnostics(work_dir: str) -> Dict[str, float]:
         raise ValueError(f'{path}: expected an object with a `summary` of metrics; delete the '
                          'file or rerun the training.')
     return {str(k): v for k, v in summary.items()}
+
+
+#: Written by ``ThroughputHook`` at the end of training (``ranks``: one summary per rank).
+THROUGHPUT_FILE = 'throughput.json'
+#: Key of the training throughput (samples/s over all ranks) in a run's metrics.
+THROUGHPUT_KEY = 'throughput/samples_per_s'
+
+
+def read_throughput(work_dir: str) -> Dict[str, float]:
+    """Training throughput of a run as ``throughput/...`` metrics ({} without the file):
+    samples/s and achieved TFLOP/s summed over the ranks, the data-wait share and MFU averaged
+    over them (MFU only where the hook knew the device's peak), the peak memory (MB) of the
+    busiest rank (CUDA allocated, else the process max RSS), and the counted FLOPs per sample."""
+    path = osp.join(work_dir, THROUGHPUT_FILE)
+    if not osp.isfile(path):
+        return {}
+    with open(path) as f:
+        data = json.load(f)
+    ranks = data.get('ranks') if isinstance(data, dict) else None
+    if not isinstance(ranks, list) or not ranks:
+        raise ValueError(f'{path}: expected an object with a non-empty `ranks` list; delete the '
+                         'file or rerun the training.')
+
+    def values(key):
+        return [float(r[key]) for r in ranks
+                if isinstance(r.get(key), (int, float)) and math.isfinite(float(r[key]))]
+
+    out = {}
+    for key, agg, name in (('samples_per_s', sum, 'samples_per_s'),
+                           ('achieved_tflops', sum, 'achieved_tflops'),
+                           ('data_wait_share', np.mean, 'data_wait_share'),
+                           ('mfu', np.mean, 'mfu'),
+                           ('flops_per_sample', np.mean, 'flops_per_sample')):
+        v = values(key)
+        if v:
+            out[f'throughput/{name}'] = float(agg(v))
+    mem = values('peak_cuda_mem_mb') or values('peak_rss_mb')
+    if mem:
+        out['throughput/peak_mem_mb'] = max(mem)
+    return out
 
 
 _FACTS_CACHE: Dict[Tuple[str, Tuple[str, ...]], Tuple[Optional[bool], Optional[str]]] = {}
@@ -164,6 +205,7 @@ def collect_run(run: RunSpec) -> RunRecord:
     metrics = read_metrics(results) if results else None
     if metrics is not None:
         metrics.update(read_train_diagnostics(run.work_dir))
+        metrics.update(read_throughput(run.work_dir))
     return RunRecord(run=run, status='finished' if results else 'missing',
                      metrics=metrics, results_file=results,
                      checkpoint=checkpoint, train_seconds=info.get('train_seconds'),

@@ -30,7 +30,8 @@ key                      paper      rows x columns
                                     COVID / RSNA / NIH (+ the Fig. 7 metrics: mean CNR,
                                     zero-shot accuracy)
 ``sweep_L``              Table XI   as ``sweep_K`` for the number of lesion queries L
-``overview``             (demo)     every setting x zero-shot acc, P@K, mean CNR, wall time
+``overview``             (demo)     every setting x zero-shot acc, P@K, mean CNR, training
+                                    samples/s, wall time
 =======================  =========  ===========================================================
 """
 import csv
@@ -40,7 +41,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from .bootstrap import bootstrap_interval, paired_cases, stack_cases
 from .comparisons import paired_difference
-from .results import WALL_TIME_KEY, MetricSummary, RunRecord, summarize
+from .results import THROUGHPUT_KEY, WALL_TIME_KEY, MetricSummary, RunRecord, summarize
 from .spec import SettingSpec
 
 __all__ = ['PAPER_GROUNDING_CLASSES', 'Column', 'TableLayout', 'TableRow', 'Table',
@@ -177,10 +178,11 @@ def build_layouts(datasets: Dict[str, str], linear_probe_pct: float = 100,
         TableLayout('ablation_retrieval', f'Table VII. Ablations: {retrieval_title}',
                     _retrieval_columns(r)),
         TableLayout('overview', f'Overview: zero-shot accuracy and P@K (%) on {r}, mean '
-                    f'grounding CNR on {g}, wall time',
+                    f'grounding CNR on {g}, training throughput, wall time',
                     [Column('zero-shot acc', zero_shot.key, 1)]
                     + [Column(c.label, c.key, 1) for c in _retrieval_columns(r)]
                     + [Column('grounding CNR', f'{g}/grounding/cnr', 2),
+                       Column('train samples/s', THROUGHPUT_KEY, 1, higher_is_better=None),
                        Column('wall time (s)', WALL_TIME_KEY, 1, higher_is_better=None)],
                     row_header='run'),
     ]
