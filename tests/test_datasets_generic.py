@@ -119,6 +119,13 @@ def test_shared_helpers(tmp_path):
         ['A', 'B'], {'A': 'Normal', 'B': 'Pneumonia'})
 
 
+def test_header_only_csv_is_an_error_naming_it(tmp_path):
+    """Without the check mmengine fails with "need at least one array to concatenate"."""
+    (tmp_path / 'ann.csv').write_text('image,report,study_id\n')
+    with pytest.raises(ValueError, match=r'ann\.csv: holds no data rows'):
+        GenericVLDataset(data_root=str(tmp_path), ann_file='ann.csv')
+
+
 def test_non_utf8_annotation_files_name_file_and_line(tmp_path):
     from lgdea.datasets import IUXrayDataset, LimitedPairingDataset
     from lgdea.datasets.base_cxr import read_id_file, read_subject_list
