@@ -119,9 +119,16 @@ def test_shared_helpers(tmp_path):
         ['A', 'B'], {'A': 'Normal', 'B': 'Pneumonia'})
 
 
+def test_header_only_csv_is_an_error_naming_it(tmp_path):
+    """Without the check mmengine fails with "need at least one array to concatenate"."""
+    (tmp_path / 'ann.csv').write_text('image,report,study_id\n')
+    with pytest.raises(ValueError, match=r'ann\.csv: holds no data rows'):
+        GenericVLDataset(data_root=str(tmp_path), ann_file='ann.csv')
+
+
 def test_non_utf8_annotation_files_name_file_and_line(tmp_path):
     from lgdea.datasets import IUXrayDataset, LimitedPairingDataset
-    from lgdea.datasets.base_cxr import read_subject_list
+    from lgdea.datasets.base_cxr import read_id_file, read_subject_list
     latin1 = 'Épanchement pleural gauche.'.encode('latin-1')
     (tmp_path / 'ann.csv').write_bytes(b'image,report\na.png,Clear lungs.\nb.png,' + latin1
                                        + b'\n')
@@ -139,6 +146,9 @@ def test_non_utf8_annotation_files_name_file_and_line(tmp_path):
     (tmp_path / 'exclude.txt').write_bytes(b'p1\np\xe92\n')
     with pytest.raises(ValueError, match=r'exclude\.txt: line 2, column 2'):
         read_subject_list(str(tmp_path / 'exclude.txt'))
+    (tmp_path / 'split.txt').write_bytes(b'# seed 0\nid,label\nd1,normal\nd\xe92,normal\n')
+    with pytest.raises(ValueError, match=r'split\.txt: line 4, column 2 \(byte 0xe9\)'):
+        read_id_file(str(tmp_path / 'split.txt'))
     (tmp_path / 'ok.csv').write_text('image,report,study_id\na.png,Clear lungs.,s1\n')
     with pytest.raises(ValueError, match=r'exclude\.txt: line 2, column 2'):
         LimitedPairingDataset(dataset=GenericVLDataset(data_root=str(tmp_path),

@@ -181,6 +181,21 @@ def test_cli_extraction_is_found_by_the_dataset_whatever_the_whitespace(tmp_path
     assert phrases[1] == ['mild cardiomegaly']
 
 
+def test_extractors_see_and_key_the_normalised_text(tmp_path):
+    """The model is asked about the normalised text (so a CLI run and a dataset's offline
+    extraction, which also extracts the normalised text, answer the same key alike) and every
+    record is keyed by ``report_key``, whatever text it was made from."""
+    from lgdea.evidence import LLMEvidenceExtractor, report_key, run_extraction
+    from lgdea.evidence.testing import ScriptedChatModel
+    model = ScriptedChatModel(responder=lambda report, i: '{"findings": []}')
+    ext = LLMEvidenceExtractor(chat_model=model, max_retries=0)
+    run_extraction(MESSY, ext, str(tmp_path), show_progress=False)
+    assert sorted(model.calls) == sorted(' '.join(t.split()) for t in MESSY)
+    for t in MESSY:
+        assert ext.make_record(t, status='ok', findings=[]).text_sha256 == report_key(t)
+        assert report_key(t) == report_key(' '.join(t.split()))
+
+
 def test_old_raw_text_keys_are_found_and_rekeyed(tmp_path):
     from lgdea.evidence import LLMEvidenceExtractor, run_extraction, sha256_text
     from lgdea.evidence.testing import ScriptedChatModel

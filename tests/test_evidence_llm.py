@@ -242,6 +242,16 @@ def test_verifier_checks_laterality_negation_certainty(phrase, certainty, reason
     assert PhraseVerifier().check([phrase], CONTRA_REPORT, [certainty]) == [reason]
 
 
+@pytest.mark.parametrize('phrase,reason', [
+    ('right shoulder is partially imaged', None),
+    ('left shoulder is partially imaged', 'laterality'),
+    ('bilateral shoulders are partially imaged', 'laterality'),
+])
+def test_verifier_checks_the_side_of_a_phrase_without_a_lexicon_finding(phrase, reason):
+    report = CONTRA_REPORT + ' Right shoulder is partially imaged.'
+    assert PhraseVerifier().check([phrase], report) == [reason]
+
+
 def test_contradicting_phrases_rejected_by_reason_in_summary(tmp_path):
     answer = {'findings': [
         {'phrase': 'small right pleural effusion', 'certainty': 'positive'},

@@ -219,6 +219,29 @@ def test_skipped_image_is_replaced_within_its_pool_and_y_is_kept(tmp_path):
     reset_replacements()
 
 
+def test_skipped_unpaired_image_is_only_ever_replaced_by_an_unpaired_image(tmp_path):
+    """Many draws (seeded): a broken unpaired image never becomes a paired image (which would
+    add a positive to ``Y``) nor a report; a broken paired image only by its own study's."""
+    from lgdea.datasets.limited_pairing import replacement_stats, reset_replacements
+    two, _, bad = _pick_bad(tmp_path)
+    ds, _ = _image_dataset(tmp_path, bad=bad)
+    by_path = {it['img_path']: i for i, it in enumerate(ds.images)}
+    assert len(ds.paired_image_index) >= 5  # a pool mix-up would be drawn often
+    reset_replacements()
+    np.random.seed(0)
+    for _ in range(40):
+        item = ds[by_path[bad[2]]]
+        assert item['data_samples'].kind == 'image' and not item['data_samples'].paired
+        assert item['data_samples'].img_path != bad[2]
+    np.random.seed(0)
+    for _ in range(10):
+        item = ds[by_path[bad[0]]]
+        assert item['data_samples'].study_id == two and item['data_samples'].img_path != bad[0]
+    replaced, dropped, _ = replacement_stats(max_items=0)
+    assert (replaced, dropped) == (50, 0)
+    reset_replacements()
+
+
 def test_skipped_pair_item_replaced_by_a_pair_and_hook_reports(tmp_path):
     from lgdea.datasets.limited_pairing import replacement_stats, reset_replacements
     from lgdea.datasets.transforms import reset_corrupt_images

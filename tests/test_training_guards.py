@@ -153,6 +153,21 @@ def test_non_finite_loss_term_is_named_even_when_weights_stay_finite(tmp_path):
     assert 'parameters' not in str(err.value)
 
 
+def test_nan_gradient_with_a_finite_loss_is_caught_on_the_parameters(tmp_path):
+    """Iteration 3's batch (s8..s11) has a finite loss and a NaN gradient: only the parameter
+    check sees it, at that iteration and before its checkpoint (the loss turns NaN one step
+    later, after a checkpoint of NaN weights)."""
+    with pytest.raises(RuntimeError, match=r'iteration 3 .*non-finite parameters after the '
+                                           r'update: fc\.weight\. Batch') as err:
+        train_tool.main([_config(tmp_path, lr=1e-2, nan_grad_studies=['s9'])])
+    assert 'Batch study ids: s8, s9, s10, s11' in str(err.value)
+    assert 'loss' not in str(err.value).split('diverged at')[1].split('. Batch')[0]
+    ckpts = sorted(glob.glob(str(tmp_path / 'work' / 'iter_*.pth')))
+    assert [osp.basename(c) for c in ckpts] == ['iter_1.pth', 'iter_2.pth']
+    for path in ckpts:
+        assert first_non_finite_key(_weights(path)) is None, path
+
+
 def test_guard_disabled_by_none_and_unsupported_action_rejected():
     cfg = Config(dict(default_hooks=dict(checkpoint=None, non_finite_guard=None,
                                          throughput=dict(type='ThroughputHook'))))

@@ -234,5 +234,8 @@ class GenericVLDataset(BaseCXRDataset):
                 record['gt_score'] = score
             record['_id'] = image if image else study
             records.append(record)
+        if not records:  # mmengine would fail later with "need at least one array to concatenate"
+            raise ValueError(f'{path}: holds no data rows (only a header); point ann_file at '
+                             'the annotation file of your data.')
         self.load_stats['rows'] = len(rows)
         return records
