@@ -119,3 +119,24 @@ def test_every_demo_method_builds_the_identical_encoders():
         assert cfg.model.image_encoder.backbone.arch == 'b'
         assert cfg.model.image_encoder.checkpoint == cfg.vit_checkpoint
         assert cfg.model.text_encoder.name_or_path == cfg.text_model_path
+
+
+def test_a_phase_batch_larger_than_the_pools_fails_before_training(tmp_path):
+    """Without the check, phase 1 trains (epoch_1.pth written) and the run fails only when
+    phase 2 rebuilds its loader."""
+    root = make_mimic_fixture(tmp_path / 'mimic', studies=_studies(), image_size=(40, 40))
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/lgdea_vitb_p5.py'))
+    cfg = _tiny(cfg, root, str(tmp_path / 'work'))
+    cfg.merge_from_dict({'model.neck.num_queries': 4, 'model.neck.num_heads': 2,
+                         'model.head.num_prototypes': 8, 'train_cfg.max_epochs': 2,
+                         'train_dataloader.batch_size': 8})
+    cfg.custom_hooks[1]['phases'] = [
+        dict(epochs=1, batch_size=8, lr=1e-3, terms=['rec', 'align'], propagation=False),
+        dict(epochs=1, batch_size=64, lr=1e-3, terms=['rec', 'p', 'u', 'align'],
+             propagation=True)]
+    path = str(tmp_path / 'cfg.py')
+    cfg.dump(path)
+    with pytest.raises(ValueError, match=r'phase 2 of 2 \(batch_size=64\) cannot run: '
+                                         r'PropagationSampler: .*the largest batch_size is'):
+        _tool('train').main([path])
+    assert not osp.isfile(osp.join(str(tmp_path / 'work'), 'epoch_1.pth'))

@@ -302,3 +302,40 @@ def test_skip_wrapper_resume_keeps_the_count(tmp_path):
                               'train_dataloader.dataset.num_samples=20'])
     assert runner.iter == 5
     assert runner.optim_wrapper.skipped_steps == [(2, 'loss')]
+
+
+def test_test_tool_refuses_a_checkpoint_of_another_model(tmp_path):
+    """mmengine loads it with a 'missing keys' warning only: the metrics would be those of
+    the untrained model."""
+    from lgdea.engine.runner import CheckpointMismatchError
+    config = _config(tmp_path, lr=1e-2, max_iters=2)
+    cfg = Config.fromfile(config)
+    cfg.test_dataloader = cfg.train_dataloader
+    cfg.test_evaluator = dict(type='MeanAbsolutePredictionMetric')
+    cfg.test_cfg = dict()
+    cfg.dump(config)
+    train_tool.main([config])
+    ckpt = torch.load(str(tmp_path / 'work' / 'iter_2.pth'), weights_only=True)
+    ckpt['state_dict'] = {'head.fc.weight': ckpt['state_dict']['fc.weight'],
+                          'fc.bias': ckpt['state_dict']['fc.bias']}
+    other = str(tmp_path / 'other_model.pth')
+    torch.save(ckpt, other)
+    with pytest.raises(CheckpointMismatchError,
+                       match=r'other_model\.pth lacks 1 of the 2 trainable parameters of '
+                             r'GuardToyRegressor \(fc\.weight\)'):
+        test_tool.main([config, other, '--work-dir', str(tmp_path / 'test')])
+    metrics = test_tool.main([config, other, '--work-dir', str(tmp_path / 'test_partial'),
+                              '--allow-partial-checkpoint'])
+    assert math.isfinite(metrics['mean_abs_pred'])
+
+
+def test_truncated_checkpoint_error_names_the_file_and_the_others(tmp_path):
+    from lgdea.engine.runner.checkpoint import load_from_local
+    good = tmp_path / 'iter_1.pth'
+    torch.save({'state_dict': {'w': torch.ones(1000)}}, str(good))
+    data = good.read_bytes()
+    bad = tmp_path / 'iter_2.pth'
+    bad.write_bytes(data[:len(data) // 2])
+    with pytest.raises(RuntimeError, match=r'iter_2\.pth is unreadable: truncated or corrupt .*'
+                                           r'other checkpoints in .*: iter_1\.pth'):
+        load_from_local(str(bad))

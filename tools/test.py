@@ -33,7 +33,8 @@ if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
 from lgdea.engine.runner import build_runner as build_strategy_runner  # noqa: E402
-from lgdea.engine.runner import (check_finite_model, set_dataloader_defaults,  # noqa: E402
+from lgdea.engine.runner import (check_checkpoint_covers_model,  # noqa: E402
+                                 check_finite_model, set_dataloader_defaults,
                                  setup_runner_env, strategy_type, teardown_runner_env)
 from lgdea.evaluation.linear_probe import (merge_results_json,  # noqa: E402
                                            run_linear_probe_with_runner)
@@ -56,6 +57,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--cfg-options', nargs='+', action=DictAction,
         help='override config entries, "key=value" pairs (e.g. test_dataloader.batch_size=8); '
         'lists as key="[a,b]" or key=a,b (quotes needed, no spaces)')
+    parser.add_argument('--allow-partial-checkpoint', action='store_true',
+                        help='evaluate a checkpoint that lacks some trainable parameters of the '
+                        'model (they keep their initial values); refused by default')
     parser.add_argument('--no-pin-memory', action='store_true',
                         help='set pin_memory=False in every dataloader')
     probe = parser.add_mutually_exclusive_group()
@@ -157,6 +161,12 @@ def main(argv: Optional[List[str]] = None) -> dict:
         runner = build_runner(cfg)
         # Load now (runner.test() then skips its own load) and refuse NaN / inf weights.
         runner.load_or_resume()
+        missing = check_checkpoint_covers_model(runner.model, args.checkpoint,
+                                                allow_partial=args.allow_partial_checkpoint)
+        if missing:
+            print_log(f'tools/test.py: {len(missing)} trainable parameter(s) are not in '
+                      f'{args.checkpoint} and keep their initial values '
+                      '(--allow-partial-checkpoint).', logger='current', level=30)
         check_finite_model(runner.model, args.checkpoint)
         if args.linear_probe_only:
             metrics = dict(run_linear_probe_with_runner(

@@ -104,6 +104,7 @@ class LGDEAPhaseHook(Hook):
         if loop_total != self.total:
             raise ValueError(f'LGDEAPhaseHook: the phases last {self.total} {self.unit} but '
                              f'train_cfg runs {loop_total}; make them equal.')
+        self._check_phase_batches(runner)
         groups = runner.optim_wrapper.optimizer.param_groups
         self._base_lrs = [g.get('initial_lr', g['lr']) for g in groups]
         self._base_lr = float(runner.cfg.optim_wrapper.optimizer.get('lr', self._base_lrs[0]))
@@ -116,6 +117,32 @@ class LGDEAPhaseHook(Hook):
                 'which replaces it (parameter groups keep their ratios to it). To change the '
                 'learning rate set the phases\' lr, e.g. --cfg-options lgdea_phases.0.lr=..., '
                 'or remove `lr` from a phase to train it at the optimizer\'s lr.')
+
+    def _check_phase_batches(self, runner) -> None:
+        """Refuse, before the first iteration, a phase whose global batch the propagation
+        sampler would refuse when that phase starts (pools too small): otherwise the run
+        fails only after the earlier phases have trained."""
+        from lgdea.datasets.samplers import PropagationSampler
+        loader = runner.train_loop.dataloader
+        sampler = getattr(loader, 'batch_sampler', None)
+        if not self.by_epoch or not isinstance(sampler, PropagationSampler):
+            return
+        args = {k: v for k, v in dict(runner.cfg.train_dataloader.get('batch_sampler') or {})
+                .items() if k not in ('type', 'batch_size', 'drop_last')}
+        world = get_world_size()
+        for i, ph in enumerate(self.phases):
+            if 'batch_size' not in ph:
+                continue
+            global_batch = int(ph['batch_size'])
+            if global_batch % world:
+                raise ValueError(f'LGDEAPhaseHook: phase {i + 1} batch_size={global_batch} is '
+                                 f'not divisible by the world size {world}.')
+            try:
+                PropagationSampler(sampler.sampler, batch_size=global_batch // world,
+                                   drop_last=sampler.drop_last, **args)
+            except ValueError as exc:
+                raise ValueError(f'LGDEAPhaseHook: phase {i + 1} of {len(self.phases)} '
+                                 f'(batch_size={global_batch}) cannot run: {exc}') from exc
 
     def before_train_epoch(self, runner) -> None:
         if self.by_epoch:

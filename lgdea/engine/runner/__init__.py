@@ -1,7 +1,8 @@
 
 from .vl_loops import (VLMultiTestLoop, VLMultiValLoop, VLTestLoop, VLValLoop,  # noqa: F401
                        bind_model_to_metrics, dump_test_results, to_jsonable)
-from .checkpoint import (NonFiniteCheckpointError, check_finite_model,  # noqa: F401
+from .checkpoint import (CheckpointMismatchError, NonFiniteCheckpointError,  # noqa: F401
+                         check_checkpoint_covers_model, check_finite_model,
                          check_finite_state_dict, checkpoint_safe_globals,
                          first_non_finite_key, history_buffer_getattr,
                          register_checkpoint_safe_globals)

@@ -29,6 +29,7 @@ message (:func:`load_from_local`) naming the file and the type and saying how to
 Importing ``lgdea.engine`` (done by ``lgdea.utils.register_all_modules``) runs the
 registration.
 """
+import os
 import os.path as osp
 import pickle
 from typing import Any, Callable, List, Optional, Tuple, Union
@@ -41,7 +42,8 @@ from mmengine.runner import CheckpointLoader
 
 __all__ = ['register_checkpoint_safe_globals', 'checkpoint_safe_globals',
            'history_buffer_getattr', 'load_from_local', 'NonFiniteCheckpointError',
-           'first_non_finite_key', 'check_finite_state_dict', 'check_finite_model']
+           'first_non_finite_key', 'check_finite_state_dict', 'check_finite_model',
+           'CheckpointMismatchError', 'check_checkpoint_covers_model']
 
 SafeGlobal = Union[Callable, Tuple[Callable, str]]
 
@@ -142,6 +144,18 @@ def load_from_local(filename: str, map_location=None) -> Any:
         raise FileNotFoundError(f'checkpoint {filename} can not be found.')
     try:
         return torch.load(filename, map_location=map_location)
+    except RuntimeError as exc:
+        if 'PytorchStreamReader' not in str(exc) and 'zip archive' not in str(exc):
+            raise
+        folder = osp.dirname(osp.abspath(filename))
+        others = sorted(f for f in os.listdir(folder)
+                        if f.endswith('.pth') and f != osp.basename(filename))
+        hint = (f'; other checkpoints in {folder}: {", ".join(others[-3:])} (resume from one '
+                'with --resume PATH)' if others else '')
+        raise RuntimeError(
+            f'checkpoint {filename} is unreadable: truncated or corrupt (e.g. the process was '
+            f'killed while saving it){hint}. Delete it (and fix last_checkpoint) or pass '
+            f'another file. torch: {exc}') from exc
     except pickle.UnpicklingError as exc:
         raise pickle.UnpicklingError(
             f'Could not load checkpoint {filename} with torch.load(weights_only=True): it holds '
@@ -187,6 +201,43 @@ def check_finite_state_dict(state_dict, source: str) -> None:
             'value(s) (the first such key; the training run diverged). Refusing to evaluate '
             'it; use an earlier checkpoint or retrain with a lower learning rate / gradient '
             'clipping (NonFiniteGuardHook stops such runs, docs/get_started.md).')
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint to evaluate lacks trainable parameters of the model (another model's file,
+    or a partial one): the evaluation would measure randomly initialised weights."""
+
+
+def check_checkpoint_covers_model(model: torch.nn.Module, filename: str,
+                                  allow_partial: bool = False) -> List[str]:
+    """Names of the model's trainable parameters missing from checkpoint ``filename``.
+
+    mmengine loads such a checkpoint with a warning only (``strict=False``) and the metrics are
+    then those of the model's initial weights. Frozen parameters (e.g. a frozen pretrained text
+    encoder built from its own weights) are not required. Keys are compared after stripping a
+    ``module.`` prefix, as mmengine's loader does.
+
+    Raises:
+        CheckpointMismatchError: some are missing and ``allow_partial`` is False.
+    """
+    from mmengine.model import is_model_wrapper
+    if is_model_wrapper(model):
+        model = model.module
+    ckpt = load_from_local(filename, map_location='cpu')
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
+    keys = {k[len('module.'):] if k.startswith('module.') else k for k in state}
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and n not in keys]
+    if missing and not allow_partial:
+        total = sum(1 for p in model.parameters() if p.requires_grad)
+        shown = ', '.join(missing[:5]) + (f' (+{len(missing) - 5} more)'
+                                          if len(missing) > 5 else '')
+        raise CheckpointMismatchError(
+            f'checkpoint {filename} lacks {len(missing)} of the {total} trainable parameters of '
+            f'{type(model).__name__} ({shown}): it is not a checkpoint of this config\'s model, '
+            'and evaluating it would report the metrics of untrained weights. Pass the '
+            'checkpoint of this config, or --allow-partial-checkpoint if the missing '
+            'parameters are meant to keep their initial values.')
+    return missing
 
 
 def check_finite_model(model: torch.nn.Module, source: str) -> None:
