@@ -154,3 +154,18 @@ def test_non_utf8_annotation_files_name_file_and_line(tmp_path):
         LimitedPairingDataset(dataset=GenericVLDataset(data_root=str(tmp_path),
                                                        ann_file='ok.csv'),
                               exclude_subjects_file=str(tmp_path / 'exclude.txt'))
+
+
+def test_missing_image_column_is_said_not_silently_report_only(tmp_path, monkeypatch):
+    import lgdea.datasets.generic as generic
+    said = []
+    monkeypatch.setattr(generic, 'print_log', lambda msg, **kw: said.append(msg))
+    (tmp_path / 'ann.csv').write_text('file,report\na.png,Clear.\n')
+    ds = GenericVLDataset(data_root=str(tmp_path), ann_file='ann.csv')
+    assert ds.get_data_info(0)['img_path'] is None  # loaded as a report-only row, and said
+    assert any('no "image" column' in m and "['file', 'report']" in m
+               and 'column_map=dict(image=' in m for m in said), said
+    said.clear()
+    (tmp_path / 'ok.csv').write_text('image,report\na.png,Clear.\n')
+    GenericVLDataset(data_root=str(tmp_path), ann_file='ok.csv', lazy_init=True).full_init()
+    assert not said

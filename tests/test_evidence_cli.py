@@ -93,6 +93,11 @@ def test_bad_inputs_have_clear_errors(tmp_path):
         cli.main([])  # neither config nor --reports
     with pytest.raises(SystemExit, match='only apply to --extractor llm'):
         cli.main(['--reports', str(bad), '--model', 'x', '--cache-dir', str(tmp_path)])
+    empty = tmp_path / 'empty.jsonl'
+    empty.write_text('{"id": 1, "report": "  "}\n')
+    with pytest.raises(SystemExit, match=r'empty\.jsonl holds no report with text \(1 records '
+                                         r'without report text\)'):
+        cli.main(['--reports', str(empty), '--cache-dir', str(tmp_path)])
 
 
 def test_config_datasets_through_registry(tmp_path, capsys):

@@ -220,6 +220,10 @@ def main(argv=None) -> int:
         except (ValueError, FileNotFoundError) as e:
             raise SystemExit(f'extract_evidence.py: {e}') from None
         texts = [t for _, t in pairs]
+        if not texts:
+            raise SystemExit(f'extract_evidence.py: {args.reports} holds no report with text '
+                             f'({n_empty} records without report text); nothing to extract. '
+                             'Check the file and its "report" / "text" field.')
         credentialed = False
         print(f'{args.reports}: {len(texts)} reports ({n_empty} records without report text)')
     credentialed = credentialed or args.credentialed

@@ -1,10 +1,12 @@
 """A generic image-text-labels format for bringing your own chest X-ray data."""
 import json
+import logging
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from mmengine.logging import print_log
 
 from lgdea.evidence.base import normalize_report_text
 from lgdea.registry import DATASETS
@@ -140,6 +142,11 @@ class GenericVLDataset(BaseCXRDataset):
         if 'label' in df.columns and 'labels' in df.columns:
             raise KeyError(f'{path}: has both "label" and "labels"; keep one (single-label or '
                            f'multi-label) or map one away with column_map.')
+        if 'image' not in df.columns:
+            print_log(f'{path}: no "image" column (columns are {list(df.columns)}): every row '
+                      'is a report without an image. If your images are in another column, '
+                      'pass column_map=dict(image=<its name>).', logger='current',
+                      level=logging.WARNING)
         return df
 
     def _label_name(self, value) -> str:
