@@ -339,3 +339,13 @@ def test_truncated_checkpoint_error_names_the_file_and_the_others(tmp_path):
     with pytest.raises(RuntimeError, match=r'iter_2\.pth is unreadable: truncated or corrupt .*'
                                            r'other checkpoints in .*: iter_1\.pth'):
         load_from_local(str(bad))
+
+
+def test_guard_names_a_non_finite_gradient_norm(tmp_path):
+    """With clipping, mmengine logs train/grad_norm: the guard reports it even with the
+    parameter check off (a finite loss whose gradient is NaN)."""
+    config = _config(tmp_path, lr=1e-2, max_iters=4, nan_grad_studies=['s5'],
+                     optim_wrapper=dict(clip_grad=dict(max_norm=1.0)))
+    with pytest.raises(RuntimeError, match=r'iteration 2 .*non-finite grad_norm=nan'):
+        train_tool.main([config, '--cfg-options',
+                         'default_hooks.non_finite_guard.check_params=False'])
