@@ -6,6 +6,7 @@ Examples::
     python tools/train.py CONFIG --work-dir work_dirs/run1 --cfg-options train_cfg.max_epochs=5
     python tools/train.py CONFIG --resume                # latest checkpoint of the work dir
     python tools/train.py CONFIG --resume work_dirs/run1/epoch_2.pth
+    python tools/train.py CONFIG --amp                   # bf16 autocast (GPU or CPU)
     bash tools/dist_train.sh CONFIG 2                    # torchrun, --launcher pytorch
 
 See docs/get_started.md.
