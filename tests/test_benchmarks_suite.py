@@ -200,3 +200,14 @@ def test_step_guards_name_the_option(argv, message):
     bench = _load('bench_baselines_step')
     with pytest.raises(SystemExit, match=message):
         bench.main(argv)
+
+
+def test_lesion_neck_benchmark_runs_every_variant(tmp_path):
+    bench = _load('bench_lesion_neck')
+    out = tmp_path / 'neck.json'
+    assert bench.main(['--batch', '2', '--patches', '16', '--dims', '32', '--queries', '4',
+                       '--repeats', '1', '--warmup', '0', '--attn', '--out', str(out)]) == 0
+    rows = {r['variant']: r for r in json.loads(out.read_text())['rows']}
+    assert set(rows) == {'sdpa', 'explicit', 'sdpa_with_map'}
+    assert rows['explicit']['ratio_to_explicit'] == pytest.approx(1.0)
+    assert all(r['median_ms'] > 0 for r in rows.values())
