@@ -35,6 +35,13 @@ Settings (``--settings``): ``tiny64`` (the demo-size ViT, 128-d, 4 layers, patch
 1 channel), ``vits224`` (ViT-S/16, DeiT-small) and ``vitb224`` (ViT-B/16), both 224 px,
 3 channels (the preprocessor repeats the grayscale channel).
 
+Speed options (docs/get_started.md, "Speed options"), each the config switch it names:
+``--amp`` (bf16 autocast, ``AutocastOptimWrapper`` as ``tools/train.py --amp``; also on the
+CPU), ``--grad-checkpointing`` (``image_encoder.gradient_checkpointing``), ``--compile
+[BACKEND]`` (``torch_compile`` of the image and text encoders; inductor by default; the
+compilation happens in the warm-up steps, so give ``--warmup`` >= 2) and
+``--attention-impl`` (LGDEA's ``neck.attention_impl``, default ``sdpa``).
+
 Usage::
 
     PYTHONPATH=. python benchmarks/bench_baselines_step.py                      # CPU, tiny64
@@ -119,7 +126,9 @@ def gloria_cfg(image_encoder: dict, text_encoder: dict, setting: dict) -> dict:
     return dict(
         type='GLoRIA',
         image_encoder=dict(type='GLoRIAImageEncoder', backbone=image_encoder['backbone'],
-                           embed_dims=128, input_size=None),
+                           embed_dims=128, input_size=None,
+                           **{k: v for k, v in image_encoder.items()
+                              if k in ('gradient_checkpointing', 'torch_compile')}),
         text_encoder=dict(type='GLoRIATextEncoder', encoder=text_encoder, last_n_layers=4,
                           embed_dims=128),
         variant='official', max_text_length=97, max_phrase_length=97,
@@ -175,12 +184,36 @@ def check_device(device: str, amp: bool) -> None:
     if device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda: torch sees no CUDA device here; run on a GPU machine '
                          'or pass --device cpu')
-    if amp and device != 'cuda':
-        raise SystemExit('--amp (bf16 autocast through mmengine AmpOptimWrapper) needs '
-                         '--device cuda; drop --amp on CPU')
-    if amp and not torch.cuda.is_bf16_supported():
+    if amp and device == 'cuda' and not torch.cuda.is_bf16_supported():
         raise SystemExit(f'--amp: {torch.cuda.get_device_name()} does not support bf16; '
                          'drop --amp')
+
+
+def speed_options(args) -> dict:
+    """The speed options of the command line as config values: ``image`` / ``text`` encoder
+    keys and the LGDEA neck's ``attention_impl``."""
+    if args.compile is None:
+        compile_cfg = False
+    elif args.compile == 'inductor':
+        compile_cfg = True
+    else:
+        compile_cfg = dict(backend=args.compile)
+    image = dict(gradient_checkpointing=args.grad_checkpointing, torch_compile=compile_cfg)
+    return dict(image=image, text=dict(torch_compile=compile_cfg),
+                attention_impl=args.attention_impl)
+
+
+def build_method_cfg(name: str, setting_name: str, options: Optional[dict] = None) -> dict:
+    """The model config of ``name`` at a setting, with the speed ``options``
+    (:func:`speed_options`; None = all off)."""
+    setting = SETTINGS[setting_name]
+    options = options or dict(image={}, text={}, attention_impl='sdpa')
+    image_encoder = dict(type='CXRImageEncoder', backbone=dict(setting['backbone']),
+                         **options['image'])
+    cfg = METHODS[name](image_encoder, dict(TEXT_ENCODER, **options['text']), setting)
+    if 'neck' in cfg:
+        cfg['neck'] = dict(cfg['neck'], attention_impl=options['attention_impl'])
+    return cfg
 
 
 def device_name(device: str) -> str:
@@ -247,19 +280,19 @@ def _state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> in
 class Runner:
     """One method built for timing: model, optim wrapper, the shared batch."""
 
-    def __init__(self, name: str, setting_name: str, device: str, amp: bool, batch: dict):
-        from mmengine.optim import AmpOptimWrapper, OptimWrapper
+    def __init__(self, name: str, setting_name: str, device: str, amp: bool, batch: dict,
+                 options: Optional[dict] = None):
+        from mmengine.optim import OptimWrapper
 
+        from lgdea.engine.optimizers import AutocastOptimWrapper
         from lgdea.registry import MODELS
-        setting = SETTINGS[setting_name]
-        image_encoder = dict(type='CXRImageEncoder', backbone=dict(setting['backbone']))
-        cfg = METHODS[name](image_encoder, dict(TEXT_ENCODER), setting)
+        cfg = build_method_cfg(name, setting_name, options)
         torch.manual_seed(0)
         self.name, self.device, self.batch = name, device, batch
         self.model = MODELS.build(cfg).to(device)
         self.model.train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-5)
-        self.wrapper = (AmpOptimWrapper(optimizer=self.optimizer, dtype='bfloat16') if amp
+        self.wrapper = (AutocastOptimWrapper(optimizer=self.optimizer, dtype='bfloat16') if amp
                         else OptimWrapper(optimizer=self.optimizer))
         self.times: List[float] = []
         self.peak_step_bytes = 0
@@ -323,8 +356,7 @@ class Runner:
 def _import_ok(name: str, setting: str) -> Optional[str]:
     """None when the method's config builds its imports, else the reason."""
     try:
-        METHODS[name](dict(type='CXRImageEncoder', backbone=dict(SETTINGS[setting]['backbone'])),
-                      dict(TEXT_ENCODER), SETTINGS[setting])
+        build_method_cfg(name, setting)
     except ImportError as e:
         return str(e)
     return None
@@ -340,7 +372,7 @@ def run_setting(setting: str, methods: List[str], args) -> List[dict]:
         if reason is not None:  # a plugin that is not in this checkout
             print(f'[skip] {name}: {reason}', file=sys.stderr)
             continue
-        runners.append(Runner(name, setting, args.device, args.amp, batch))
+        runners.append(Runner(name, setting, args.device, args.amp, batch, speed_options(args)))
     for r in runners:
         for _ in range(args.warmup):
             r.step(timed=False)
@@ -418,7 +450,17 @@ def build_parser(default_methods: List[str], description: str) -> argparse.Argum
                    help='share of the batch that is paired, the rest unpaired (below 1 only for '
                    f'methods that take unpaired studies: not {sorted(PAIRED_ONLY)})')
     p.add_argument('--device', default='cpu', help='cpu or cuda')
-    p.add_argument('--amp', action='store_true', help='bf16 autocast (AmpOptimWrapper; CUDA)')
+    p.add_argument('--amp', action='store_true',
+                   help='bf16 autocast, no loss scaling (AutocastOptimWrapper, as tools/train.py '
+                   '--amp; CUDA or CPU)')
+    p.add_argument('--grad-checkpointing', action='store_true',
+                   help='activation checkpointing of the ViT blocks (image_encoder.'
+                   'gradient_checkpointing)')
+    p.add_argument('--compile', nargs='?', const='inductor', default=None, metavar='BACKEND',
+                   help='torch.compile the image and text encoders (encoder torch_compile); '
+                   'BACKEND defaults to inductor (e.g. aot_eager)')
+    p.add_argument('--attention-impl', choices=['sdpa', 'explicit'], default='sdpa',
+                   help="LGDEA's LesionQueryNeck attention (neck.attention_impl; default sdpa)")
     p.add_argument('--steps', type=int, default=3, help='timed steps per method and round')
     p.add_argument('--rounds', type=int, default=3, help='interleaved rounds')
     p.add_argument('--warmup', type=int, default=2, help='untimed steps per method')
@@ -455,11 +497,15 @@ def main(argv=None, default_methods=('clip', 'clip_ev', 'lgdea', 'gloria', 'mgca
         rows += run_setting(setting, methods, args)
     dev = device_name(args.device)
     print(f'\ntrain step, batch {args.batch} ({args.paired_fraction:.0%} paired), device {dev}, '
-          f'amp={args.amp}, median of {args.rounds} interleaved rounds x {args.steps} steps')
+          f'amp={args.amp}, grad_checkpointing={args.grad_checkpointing}, '
+          f'compile={args.compile}, attention_impl={args.attention_impl}, '
+          f'median of {args.rounds} interleaved rounds x {args.steps} steps')
     print(format_table(rows))
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(dict(benchmark='train_step', device=dev, amp=args.amp,
+                           grad_checkpointing=args.grad_checkpointing, compile=args.compile,
+                           attention_impl=args.attention_impl,
                            batch=args.batch, paired_fraction=args.paired_fraction,
                            rounds=args.rounds, steps=args.steps, rows=rows), f, indent=2)
     return 0

@@ -1,15 +1,22 @@
 """The benchmark suite cannot rot: ``benchmarks/gpu_suite.sh --dry-run`` runs every benchmark at
-tiny sizes on the CPU and writes the JSON and markdown the GPU run writes (slow: ``-m slow``);
-the step benchmark's ratio/target bookkeeping and its option guards are checked directly (fast).
-No timing is asserted (speed targets live in benchmarks/, as ratios in one run)."""
+tiny sizes on the CPU and writes the JSON and markdown the GPU run writes. Fast (default suite):
+the script's ``--plan`` of the GPU run is parsed by each benchmark's own command line, and the
+``--plan`` of the dry run is executed in this process (no interpreter start-up per step); slow
+(``-m slow``): the script itself runs the dry run in subprocesses. The step benchmark's
+ratio/target bookkeeping and its option guards are checked directly. No timing is asserted
+(speed targets live in benchmarks/, as ratios in one run)."""
+import argparse
 import importlib.util
 import json
 import os
 import os.path as osp
+import runpy
+import shlex
 import subprocess
 import sys
 
 import pytest
+import torch
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 
@@ -26,14 +33,61 @@ def _load(name):
     return module
 
 
-@pytest.mark.slow  # ~40 s on the shared 2-core machine: three processes import lgdea, two models
-def test_gpu_suite_dry_run_writes_json_and_markdown(tmp_path):
-    out = tmp_path / 'suite'
-    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1')
-    proc = subprocess.run(['bash', osp.join(ROOT, 'benchmarks', 'gpu_suite.sh'), '--dry-run',
-                           '--out', str(out)], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def _plan(*flags, out):
+    """The commands ``gpu_suite.sh --plan`` prints, as argument lists (interpreter first)."""
+    env = dict(os.environ, PYTHON=sys.executable)
+    proc = subprocess.run(['bash', osp.join(ROOT, 'benchmarks', 'gpu_suite.sh'), '--plan',
+                           *flags, '--out', str(out)], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines and all(line.startswith('+ ') for line in lines), proc.stdout
+    return [shlex.split(line[2:]) for line in lines]
+
+
+class _Parsed(Exception):
+    pass
+
+
+def test_gpu_suite_plan_of_the_gpu_run_parses(tmp_path, monkeypatch):
+    """Every command of the GPU run is accepted by its benchmark's command line (parsed only:
+    the GPU run itself needs CUDA)."""
+    commands = _plan(out=tmp_path / 'full')
+    scripts = [osp.basename(c[1]) for c in commands]
+    assert scripts == ['bench_lgdea_step.py', 'bench_data_loading.py',
+                       'bench_evidence_graph.py', 'suite_report.py']
+    assert not (tmp_path / 'full').exists()                 # --plan writes nothing
+    step = commands[0]
+    assert {'--amp', '--device', 'cuda', 'vitb224'} <= set(step)   # the GPU run: bf16 ...
+    assert step[step.index('--attention-impl') + 1] == 'sdpa'       # ... and fused attention
+    real_parse = argparse.ArgumentParser.parse_args
+
+    def parse_only(self, args=None, namespace=None):
+        raise _Parsed(real_parse(self, args, namespace))
+
+    monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', parse_only)
+    for command in commands:
+        monkeypatch.setattr(sys, 'argv', command[1:])
+        with pytest.raises(_Parsed):
+            runpy.run_path(osp.join(ROOT, command[1]), run_name='__main__')
+
+
+def _run_planned(commands, monkeypatch):
+    """Run the planned commands in this process, in order, as ``python SCRIPT ARGS`` would."""
+    monkeypatch.syspath_prepend(ROOT)
+    threads = torch.get_num_threads()
+    try:
+        for command in commands:
+            assert command[0] == sys.executable
+            monkeypatch.setattr(sys, 'argv', command[1:])
+            with pytest.raises(SystemExit) as exit_info:
+                runpy.run_path(osp.join(ROOT, command[1]), run_name='__main__')
+            assert exit_info.value.code in (0, None), command
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_dry_run_outputs(out):
     for name in ('step.json', 'data.json', 'graph.json', 'suite.json', 'suite.md'):
         assert (out / name).is_file(), name
     suite = json.loads((out / 'suite.json').read_text())
@@ -41,7 +95,8 @@ def test_gpu_suite_dry_run_writes_json_and_markdown(tmp_path):
     assert {'torch', 'python'} <= set(suite['environment'])
 
     step = suite['step']
-    assert step['benchmark'] == 'train_step' and step['amp'] is False
+    assert step['benchmark'] == 'train_step' and step['amp'] is True        # bf16, as on a GPU
+    assert step['attention_impl'] == 'sdpa'
     rows = {r['method']: r for r in step['rows']}
     assert set(rows) == {'lgdea', 'clip_ev'}
     for r in rows.values():
@@ -78,6 +133,27 @@ def test_gpu_suite_dry_run_writes_json_and_markdown(tmp_path):
     assert '| tiny64 | lgdea |' in md and '| faiss_ivf | 1000 |' in md
 
 
+def test_gpu_suite_dry_run_plan_runs_in_process(tmp_path, monkeypatch):
+    """The dry run's commands, run in this process: the JSON and markdown of the suite."""
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / 'suite'
+    commands = _plan('--dry-run', out=out)
+    out.mkdir()
+    _run_planned(commands, monkeypatch)
+    _check_dry_run_outputs(out)
+
+
+@pytest.mark.slow  # ~60 s on the shared 2-core machine: three processes import lgdea, two models
+def test_gpu_suite_dry_run_writes_json_and_markdown(tmp_path):
+    out = tmp_path / 'suite'
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1')
+    proc = subprocess.run(['bash', osp.join(ROOT, 'benchmarks', 'gpu_suite.sh'), '--dry-run',
+                           '--out', str(out)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _check_dry_run_outputs(out)
+
+
 def test_step_ratios_references_and_targets():
     bench = _load('bench_baselines_step')
     assert bench.with_references(['lgdea']) == ['clip_ev', 'lgdea']
@@ -95,8 +171,26 @@ def test_step_ratios_references_and_targets():
     assert set(bench.TARGETS) | set(bench.REFERENCES) <= set(bench.METHODS)
 
 
+def test_step_speed_options_reach_every_method_config():
+    bench = _load('bench_baselines_step')
+    args = bench.build_parser(['lgdea'], '').parse_args(
+        ['--grad-checkpointing', '--compile', 'aot_eager', '--attention-impl', 'explicit'])
+    options = bench.speed_options(args)
+    for name in bench.METHODS:
+        cfg = bench.build_method_cfg(name, 'tiny64', options)
+        image = cfg['image_encoder']
+        assert image['gradient_checkpointing'] is True, name
+        assert image['torch_compile'] == dict(backend='aot_eager'), name
+        text = cfg['text_encoder'].get('encoder', cfg['text_encoder'])   # GLoRIA wraps it
+        assert text['torch_compile'] == dict(backend='aot_eager'), name
+    assert bench.build_method_cfg('lgdea', 'tiny64', options)['neck']['attention_impl'] == \
+        'explicit'
+    plain = bench.speed_options(bench.build_parser(['lgdea'], '').parse_args(['--compile']))
+    assert plain['image'] == dict(gradient_checkpointing=False, torch_compile=True)
+    assert plain['attention_impl'] == 'sdpa'
+
+
 @pytest.mark.parametrize('argv, message', [
-    (['--amp'], '--amp'),
     (['--device', 'tpu'], '--device'),
     (['--methods', 'gloria', '--paired-fraction', '0.5'], '--paired-fraction'),
     (['--methods', 'nope'], '--methods'),
@@ -106,3 +200,14 @@ def test_step_guards_name_the_option(argv, message):
     bench = _load('bench_baselines_step')
     with pytest.raises(SystemExit, match=message):
         bench.main(argv)
+
+
+def test_lesion_neck_benchmark_runs_every_variant(tmp_path):
+    bench = _load('bench_lesion_neck')
+    out = tmp_path / 'neck.json'
+    assert bench.main(['--batch', '2', '--patches', '16', '--dims', '32', '--queries', '4',
+                       '--repeats', '1', '--warmup', '0', '--attn', '--out', str(out)]) == 0
+    rows = {r['variant']: r for r in json.loads(out.read_text())['rows']}
+    assert set(rows) == {'sdpa', 'explicit', 'sdpa_with_map'}
+    assert rows['explicit']['ratio_to_explicit'] == pytest.approx(1.0)
+    assert all(r['median_ms'] > 0 for r in rows.values())

@@ -208,7 +208,7 @@ def test_neck_attention_rows_sum_to_one_and_respect_padding(competition):
     x = torch.randn(2, 7, 16)
     pad = torch.zeros(2, 7, dtype=torch.bool)
     pad[1, 5:] = True
-    out = neck(x, key_padding_mask=pad)
+    out = neck(x, key_padding_mask=pad, return_attn=True)
     attn = out['attn']
     assert torch.allclose(attn.sum(-1), torch.ones(2, 5), atol=1e-5)
     assert (attn >= 0).all()
@@ -221,9 +221,9 @@ def test_neck_attention_rows_sum_to_one_and_respect_padding(competition):
 
 
 def test_slot_competition_normalises_over_queries_first():
-    from lgdea.models.necks.lesion_query_neck import ExplicitAttention
+    from lgdea.models.necks.lesion_query_neck import LesionAttention
     torch.manual_seed(0)
-    att = ExplicitAttention(8, 1, slot_eps=0.0)
+    att = LesionAttention(8, 1, slot_eps=0.0)
     x, ctx = torch.randn(1, 3, 8), torch.randn(1, 4, 8)
     _, w = att(x, ctx, competition='slot')
     logits = att.q_proj(x) @ att.k_proj(ctx).transpose(1, 2) / math.sqrt(8)   # [1, 3, 4]
@@ -254,7 +254,7 @@ def test_neck_projection_h_i_and_prototype_distributions():
     neck = _neck()
     head = DiagnosticPrototypeHead(num_prototypes=3, embed_dims=8, tau_p=0.5)
     out = neck(torch.randn(2, 6, 16))
-    assert set(out) == {'v', 'attn', 'phi', 'H_I'}
+    assert set(out) == {'v', 'phi', 'H_I'}
     phi = F.normalize(neck.phi(out['v']), dim=-1)
     assert torch.allclose(out['phi'], phi, atol=1e-6)
     assert torch.allclose(out['H_I'], F.normalize(phi.mean(1), dim=-1), atol=1e-6)

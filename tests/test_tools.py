@@ -310,13 +310,23 @@ def test_merge_args_mirrors_mmpretrain(tmp_path, monkeypatch):
     assert cfg.train_dataloader.collate_fn.type == 'default_collate'
     assert cfg.optim_wrapper.optimizer.lr == 0.01 and cfg.work_dir == 'elsewhere'
 
+    cfg = merged('--amp')   # bf16 autocast, no loss scale, on the GPU or the CPU
+    assert cfg.optim_wrapper.type == 'AutocastOptimWrapper'
+    assert cfg.optim_wrapper.dtype == 'bfloat16' and 'loss_scale' not in cfg.optim_wrapper
+    assert cfg.optim_wrapper.optimizer == dict(type='SGD', lr=0.1)
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match='--amp needs a CUDA device'):
-            merged('--amp')
+        with pytest.raises(RuntimeError, match='float16 needs a CUDA device'):
+            merged('--amp', '--amp-dtype', 'float16')
     else:
-        cfg = merged('--amp')
+        cfg = merged('--amp', '--amp-dtype', 'float16')
         assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
-        assert cfg.optim_wrapper.loss_scale == 'dynamic'
+        assert (cfg.optim_wrapper.dtype, cfg.optim_wrapper.loss_scale) == ('float16', 'dynamic')
+    with pytest.raises(ValueError, match='--amp-dtype only applies with --amp'):
+        merged('--amp-dtype', 'bfloat16')
+    skip = Config(dict(optim_wrapper=dict(type='SkipNonFiniteOptimWrapper',
+                                          optimizer=dict(type='SGD', lr=0.1))))
+    with pytest.raises(ValueError, match='--amp only converts'):
+        train_tool.convert_to_amp(skip)
 
     cfg_file.write_text("optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1))\n")
     with pytest.raises(ValueError, match='base_batch_size'):
@@ -325,6 +335,20 @@ def test_merge_args_mirrors_mmpretrain(tmp_path, monkeypatch):
     monkeypatch.delenv('LOCAL_RANK', raising=False)
     train_tool.parse_args([str(cfg_file), '--local-rank', '3'])
     assert os.environ['LOCAL_RANK'] == '3'
+
+
+def test_train_amp_runs_a_bf16_epoch_on_the_cpu(toy_config, tmp_path):
+    """``--amp`` is bf16 autocast through AutocastOptimWrapper, also on a CPU-only machine."""
+    from lgdea.engine.optimizers import AutocastOptimWrapper
+    runner = train_tool.main([toy_config, '--amp', '--work-dir', str(tmp_path), '--no-validate',
+                              '--cfg-options', 'train_cfg.max_epochs=1',
+                              'experiment_name=toy_amp'])
+    assert runner.iter == 4 and isinstance(runner.optim_wrapper, AutocastOptimWrapper)
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    with runner.optim_wrapper.optim_context(model):
+        assert model(torch.randn(2, 4)).dtype == torch.bfloat16
+    assert all(torch.isfinite(p).all() and p.dtype == torch.float32
+               for p in model.parameters())
 
 
 def test_unknown_type_names_the_registry(toy_config, tmp_path):

@@ -6,6 +6,7 @@ Examples::
     python tools/train.py CONFIG --work-dir work_dirs/run1 --cfg-options train_cfg.max_epochs=5
     python tools/train.py CONFIG --resume                # latest checkpoint of the work dir
     python tools/train.py CONFIG --resume work_dirs/run1/epoch_2.pth
+    python tools/train.py CONFIG --amp                   # bf16 autocast (GPU or CPU)
     bash tools/dist_train.sh CONFIG 2                    # torchrun, --launcher pytorch
 
 See docs/get_started.md.
@@ -41,7 +42,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='resume from the given checkpoint; without a value, resume from the latest '
         'checkpoint in the work dir')
     parser.add_argument('--amp', action='store_true',
-                        help='enable automatic-mixed-precision training (AmpOptimWrapper)')
+                        help='mixed-precision training: bfloat16 autocast, no loss scaling '
+                        '(AutocastOptimWrapper; GPU or CPU)')
+    parser.add_argument('--amp-dtype', choices=['bfloat16', 'float16'], default=None,
+                        help='with --amp: bfloat16 (default) or float16 (mmengine '
+                        'AmpOptimWrapper with a dynamic loss scale; CUDA only)')
     parser.add_argument('--no-validate', action='store_true',
                         help='do not evaluate checkpoints during training')
     parser.add_argument('--auto-scale-lr', action='store_true',
@@ -65,6 +70,47 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
+#: optim wrapper types ``--amp`` converts (a config may already name the target).
+AMP_CONVERTIBLE = ('OptimWrapper', 'AmpOptimWrapper', 'AutocastOptimWrapper')
+
+
+def convert_to_amp(cfg: Config, dtype: str = 'bfloat16',
+                   config_name: str = 'the config') -> None:
+    """``--amp``: turn ``cfg.optim_wrapper`` into a mixed-precision wrapper (in place).
+
+    - ``'bfloat16'``: ``AutocastOptimWrapper`` (bf16 autocast, no loss scaling; GPU or CPU);
+    - ``'float16'``: mmengine ``AmpOptimWrapper(dtype='float16', loss_scale='dynamic')``
+      (CUDA only: float16 gradients underflow without the loss scale).
+
+    Other keys of the wrapper (``optimizer``, ``clip_grad``, ...) are kept.
+    """
+    optim_wrapper = cfg.get('optim_wrapper')
+    if optim_wrapper is None:
+        raise ValueError(f'--amp: {config_name} has no `optim_wrapper`.')
+    wrapper_type = optim_wrapper.get('type', 'OptimWrapper')
+    if wrapper_type not in AMP_CONVERTIBLE:
+        raise ValueError(f'--amp only converts {"/".join(AMP_CONVERTIBLE)}; {config_name} '
+                         f'uses optim_wrapper.type={wrapper_type!r}. Configure its precision '
+                         'in the config instead.')
+    for key in ('dtype', 'loss_scale', 'device_type'):
+        optim_wrapper.pop(key, None)
+    if dtype == 'bfloat16':
+        if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+            raise RuntimeError(f'--amp: {torch.cuda.get_device_name()} does not support '
+                               'bfloat16; use --amp --amp-dtype float16.')
+        optim_wrapper.type = 'AutocastOptimWrapper'
+        optim_wrapper.dtype = 'bfloat16'
+    elif dtype == 'float16':
+        if not torch.cuda.is_available():
+            raise RuntimeError('--amp --amp-dtype float16 needs a CUDA device (mmengine '
+                               'AmpOptimWrapper); on the CPU use --amp (bfloat16).')
+        optim_wrapper.type = 'AmpOptimWrapper'
+        optim_wrapper.dtype = 'float16'
+        optim_wrapper.loss_scale = 'dynamic'
+    else:
+        raise ValueError(f'--amp-dtype must be bfloat16 or float16, got {dtype!r}')
+
+
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Merge the command-line options into ``cfg`` (``--cfg-options`` after the flags)."""
     cfg.launcher = args.launcher
@@ -75,20 +121,10 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
 
+    if args.amp_dtype is not None and not args.amp:
+        raise ValueError('--amp-dtype only applies with --amp; add --amp or drop --amp-dtype.')
     if args.amp:
-        optim_wrapper = cfg.get('optim_wrapper')
-        if optim_wrapper is None:
-            raise ValueError(f'--amp: {args.config} has no `optim_wrapper`.')
-        wrapper_type = optim_wrapper.get('type', 'OptimWrapper')
-        if wrapper_type not in ('OptimWrapper', 'AmpOptimWrapper'):
-            raise ValueError(f'--amp only converts OptimWrapper; {args.config} uses '
-                             f'optim_wrapper.type={wrapper_type!r}. Configure its precision '
-                             'in the config instead.')
-        if not torch.cuda.is_available():
-            raise RuntimeError('--amp needs a CUDA device (mmengine AmpOptimWrapper); none is '
-                               'available. Drop --amp to train in float32 on the CPU.')
-        optim_wrapper.type = 'AmpOptimWrapper'
-        optim_wrapper.setdefault('loss_scale', 'dynamic')
+        convert_to_amp(cfg, args.amp_dtype or 'bfloat16', args.config)
 
     if args.resume == 'auto':
         cfg.resume = True

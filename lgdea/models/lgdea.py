@@ -260,14 +260,18 @@ class LGDEA(BaseVLPModel):
     # ------------------------------------------------------------ interface
     def extract_image(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         feats = self.image_encoder(images)
-        lesion = self.neck(feats['local'])
-        return dict(embed=self.image_evidence(feats, lesion),
-                    patch_embed=self.neck.project(feats['local']),
-                    grid=feats['grid'],
-                    probe=lesion['v'].mean(1),
-                    lesion_attn=lesion['attn'],
-                    lesion_phi=lesion['phi'],
-                    Qbar_I=self.head.image_distribution(lesion['phi'])['Qbar_I'])
+        # the lesion attention maps only feed the lesion grounding maps (grounding_map)
+        with_attn = self.grounding == 'lesion'
+        lesion = self.neck(feats['local'], return_attn=with_attn)
+        out = dict(embed=self.image_evidence(feats, lesion),
+                   patch_embed=self.neck.project(feats['local']),
+                   grid=feats['grid'],
+                   probe=lesion['v'].mean(1),
+                   lesion_phi=lesion['phi'],
+                   Qbar_I=self.head.image_distribution(lesion['phi'])['Qbar_I'])
+        if with_attn:
+            out['lesion_attn'] = lesion['attn']
+        return out
 
     def extract_text(self, texts, kind: str = 'report', evidence=None) -> Dict[str, torch.Tensor]:
         if kind == 'phrase':

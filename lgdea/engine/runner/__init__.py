@@ -12,5 +12,6 @@ from .dist_setup import (CPU_MODEL_WRAPPER, DEFAULT_COLLATE_FN,  # noqa: F401
                          drop_disabled_default_hooks, resolve_collate_fn_scopes,
                          set_dataloader_defaults, setup_runner_env, teardown_runner_env)
 from .strategies import (VLFullyShardedDataParallel, FSDPAmpOptimWrapper,  # noqa: F401
-                         FSDPOptimWrapper, build_runner, gathered_params, prepare_strategy_cfg,
+                         FSDPAutocastOptimWrapper, FSDPOptimWrapper, build_runner,
+                         gathered_params, prepare_strategy_cfg,
                          strategy_type, transformer_block_wrap_policy)

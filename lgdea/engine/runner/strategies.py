@@ -8,7 +8,8 @@ CLIP, GLoRIA, MGCA) keeps its own ``optim_wrapper`` and schedule unchanged:
 * :func:`build_runner` builds ``FlexibleRunner`` when the config has a ``strategy`` (or names a
   ``runner_type``), else mmengine's ``Runner``.
 * :func:`prepare_strategy_cfg` gives the strategy its matching optimizer wrapper:
-  FSDP gets :class:`FSDPOptimWrapper` / :class:`FSDPAmpOptimWrapper` (gradient-norm clipping
+  FSDP gets :class:`FSDPOptimWrapper` / :class:`FSDPAmpOptimWrapper` /
+  :class:`FSDPAutocastOptimWrapper` (gradient-norm clipping
   over the whole sharded model, not over each rank's shard), DeepSpeed gets mmengine's
   ``DeepSpeedOptimWrapper`` with ``clip_grad`` / ``accumulative_counts`` moved to DeepSpeed's
   ``gradient_clipping`` / ``gradient_accumulation_steps``. It refuses what cannot run
@@ -36,9 +37,10 @@ from mmengine.logging import print_log
 from mmengine.model import MMFullyShardedDataParallel
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
+from lgdea.engine.optimizers.autocast_optim_wrapper import AutocastOptimWrapper
 from lgdea.registry import MODEL_WRAPPERS, OPTIM_WRAPPERS
 
-__all__ = ['FSDPOptimWrapper', 'FSDPAmpOptimWrapper', 'VLFullyShardedDataParallel',
+__all__ = ['FSDPOptimWrapper', 'FSDPAmpOptimWrapper', 'FSDPAutocastOptimWrapper', 'VLFullyShardedDataParallel',
            'transformer_block_wrap_policy', 'gathered_params', 'strategy_type',
            'prepare_strategy_cfg', 'build_runner', 'FSDP_OPTIM_WRAPPER', 'FSDP_AMP_OPTIM_WRAPPER',
            'FSDP_MODEL_WRAPPER', 'TRANSFORMER_BLOCK_WRAP_POLICY', 'DEFAULT_BLOCK_TYPES']
@@ -48,6 +50,7 @@ __all__ = ['FSDPOptimWrapper', 'FSDPAmpOptimWrapper', 'VLFullyShardedDataParalle
 # back to importing a dotted path (see dist_setup.CPU_MODEL_WRAPPER).
 FSDP_OPTIM_WRAPPER = 'lgdea.engine.runner.strategies.FSDPOptimWrapper'
 FSDP_AMP_OPTIM_WRAPPER = 'lgdea.engine.runner.strategies.FSDPAmpOptimWrapper'
+FSDP_AUTOCAST_OPTIM_WRAPPER = 'lgdea.engine.runner.strategies.FSDPAutocastOptimWrapper'
 FSDP_MODEL_WRAPPER = 'lgdea.engine.runner.strategies.VLFullyShardedDataParallel'
 TRANSFORMER_BLOCK_WRAP_POLICY = 'lgdea.engine.runner.strategies.transformer_block_wrap_policy'
 
@@ -59,6 +62,8 @@ _FSDP_WRAPPERS = (None, 'MMFullyShardedDataParallel', 'mmengine.MMFullyShardedDa
                   'VLFullyShardedDataParallel', FSDP_MODEL_WRAPPER)
 _PLAIN_WRAPPERS = ('OptimWrapper', 'mmengine.OptimWrapper', FSDP_OPTIM_WRAPPER)
 _AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper', FSDP_AMP_OPTIM_WRAPPER)
+_AUTOCAST_WRAPPERS = ('AutocastOptimWrapper', 'lgdea.AutocastOptimWrapper',
+                      FSDP_AUTOCAST_OPTIM_WRAPPER)
 _DEEPSPEED_WRAPPERS = ('DeepSpeedOptimWrapper', 'mmengine.DeepSpeedOptimWrapper')
 # OptimWrapper arguments that DeepSpeedOptimWrapper does not take; clip_grad and
 # accumulative_counts are translated, the rest has no DeepSpeed meaning and is refused.
@@ -151,7 +156,14 @@ class FSDPOptimWrapper(_ShardedClipMixin, OptimWrapper):
 class FSDPAmpOptimWrapper(_ShardedClipMixin, AmpOptimWrapper):
     """:class:`mmengine.optim.AmpOptimWrapper` (``use_fsdp=True``: sharded grad scaler) whose
     ``clip_grad`` norm covers all FSDP shards. Selected for ``FSDPStrategy`` in place of
-    ``AmpOptimWrapper`` (e.g. by ``tools/train.py --amp``)."""
+    ``AmpOptimWrapper`` (e.g. by ``tools/train.py --amp --amp-dtype float16``)."""
+
+
+@OPTIM_WRAPPERS.register_module()
+class FSDPAutocastOptimWrapper(_ShardedClipMixin, AutocastOptimWrapper):
+    """:class:`~lgdea.engine.optimizers.AutocastOptimWrapper` (bf16 autocast, no loss scaling)
+    whose ``clip_grad`` norm covers all FSDP shards. Selected for ``FSDPStrategy`` in place of
+    ``AutocastOptimWrapper`` (e.g. by ``tools/train.py --amp``)."""
 
 
 # ----------------------------------------------------------------------------- FSDP wrapper
@@ -310,6 +322,8 @@ def _adapt_fsdp(cfg: Config) -> None:
         elif kind in _AMP_WRAPPERS:
             wrapper['type'] = FSDP_AMP_OPTIM_WRAPPER
             wrapper.setdefault('use_fsdp', True)
+        elif kind in _AUTOCAST_WRAPPERS:
+            wrapper['type'] = FSDP_AUTOCAST_OPTIM_WRAPPER
         elif kind in _DEEPSPEED_WRAPPERS:
             raise ValueError(f'optim_wrapper.type={kind!r} belongs to DeepSpeedStrategy, not '
                              "strategy.type='FSDPStrategy'; use OptimWrapper (or "
@@ -358,7 +372,7 @@ def _adapt_deepspeed_optim_wrapper(cfg: Config) -> None:
     kind = wrapper.get('type', 'OptimWrapper')
     if kind in _DEEPSPEED_WRAPPERS:
         return
-    if kind not in _PLAIN_WRAPPERS + _AMP_WRAPPERS:
+    if kind not in _PLAIN_WRAPPERS + _AMP_WRAPPERS + _AUTOCAST_WRAPPERS:
         raise ValueError(f'optim_wrapper.type={kind!r} cannot be converted to '
                          "DeepSpeedOptimWrapper for strategy.type='DeepSpeedStrategy'; use "
                          'OptimWrapper or DeepSpeedOptimWrapper.')
@@ -378,7 +392,8 @@ def _adapt_deepspeed_optim_wrapper(cfg: Config) -> None:
             continue
         if key in ('optimizer', 'constructor', 'paramwise_cfg'):
             kept[key] = value
-        elif kind in _AMP_WRAPPERS and key in ('loss_scale', 'dtype', 'use_fsdp'):
+        elif kind in _AMP_WRAPPERS + _AUTOCAST_WRAPPERS and key in (
+                'loss_scale', 'dtype', 'use_fsdp', 'device_type'):
             continue  # precision comes from the strategy's bf16 / fp16 sections
         else:
             raise ValueError(f'optim_wrapper.{key} has no DeepSpeed counterpart '

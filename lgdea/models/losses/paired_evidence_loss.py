@@ -4,6 +4,7 @@ from typing import Dict
 import torch
 import torch.nn as nn
 
+from lgdea.models.utils.precision import float32_forward
 from lgdea.registry import MODELS
 from lgdea.utils.dist import global_mean
 
@@ -29,6 +30,7 @@ class PairedEvidenceLoss(nn.Module):
         super().__init__()
         self.loss_weight = float(loss_weight)
 
+    @float32_forward
     def forward(self, Qbar_R: torch.Tensor, log_Qbar_I: torch.Tensor,
                 Y: torch.Tensor) -> Dict[str, torch.Tensor]:
         """

@@ -4,6 +4,7 @@ from typing import Dict
 import torch
 import torch.nn as nn
 
+from lgdea.models.utils.precision import float32_forward
 from lgdea.registry import MODELS
 from lgdea.utils.dist import global_count, get_world_size
 
@@ -26,6 +27,7 @@ class PrototypeReconstructionLoss(nn.Module):
         self.lambda_mu = float(lambda_mu)
         self.loss_weight = float(loss_weight)
 
+    @float32_forward
     def forward(self, z: torch.Tensor, assign: torch.Tensor,
                 mu: torch.Tensor) -> Dict[str, torch.Tensor]:
         """

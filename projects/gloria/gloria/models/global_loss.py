@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lgdea.models.losses import symmetric_infonce
+from lgdea.models.utils.precision import float32_forward
 from lgdea.registry import MODELS
 
 __all__ = ['GLoRIAGlobalLoss']
@@ -29,6 +30,7 @@ class GLoRIAGlobalLoss(nn.Module):
         super().__init__()
         self.temp3 = float(temp3)
 
+    @float32_forward
     def forward(self, image_embed: torch.Tensor, text_embed: torch.Tensor,
                 targets: torch.Tensor) -> Dict[str, torch.Tensor]:
         """

@@ -1,5 +1,5 @@
 """GLoRIA's image encoder (official ``ImageEncoder``, refs. 1.3) on lgdea's CXRImageEncoder."""
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -34,12 +34,18 @@ class GLoRIAImageEncoder(BaseModule):
         checkpoint: optional local starting weights of the backbone (torchvision ResNet-50
             ImageNet weights load directly into ``mmpretrain.ResNet``).
         frozen: freeze the backbone (not the projections).
+        gradient_checkpointing, torch_compile: of the backbone, as in
+            :class:`~lgdea.models.encoders.CXRImageEncoder` (checkpointing: ViT only).
     """
 
     def __init__(self, backbone: dict, embed_dims: int = 768, input_size: Optional[int] = 299,
-                 checkpoint: Optional[str] = None, frozen: bool = False, init_cfg=None):
+                 checkpoint: Optional[str] = None, frozen: bool = False,
+                 gradient_checkpointing: bool = False,
+                 torch_compile: Union[bool, dict] = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        self.encoder = CXRImageEncoder(backbone=backbone, checkpoint=checkpoint, frozen=frozen)
+        self.encoder = CXRImageEncoder(backbone=backbone, checkpoint=checkpoint, frozen=frozen,
+                                       gradient_checkpointing=gradient_checkpointing,
+                                       torch_compile=torch_compile)
         bb = self.encoder.backbone
         if self.encoder.is_vit:
             local_dims = global_dims = int(bb.embed_dims)
@@ -71,7 +77,7 @@ class GLoRIAImageEncoder(BaseModule):
             h, w = feats['grid']
             local_map = feats['local'].transpose(1, 2).reshape(images.shape[0], -1, h, w)
             return dict(**{'global': feats['global']}, local_map=local_map)
-        local_map, last = self.encoder.backbone(images)
+        local_map, last = self.encoder.run_backbone(images)
         return dict(**{'global': last.mean((2, 3))}, local_map=local_map)
 
     def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 from lgdea.models.losses import symmetric_infonce
+from lgdea.models.utils.precision import float32_forward
 from lgdea.registry import MODELS
 from .attention import check_variant, local_scores
 
@@ -38,6 +39,7 @@ class GLoRIALocalLoss(nn.Module):
         self.variant = check_variant(variant)
         self.word_reduce = word_reduce
 
+    @float32_forward
     def forward(self, regions: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor,
                 targets: torch.Tensor) -> Dict[str, torch.Tensor]:
         """

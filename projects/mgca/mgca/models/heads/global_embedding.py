@@ -2,6 +2,7 @@
 import torch
 import torch.nn as nn
 
+from lgdea.models.utils.precision import float32_forward
 from lgdea.registry import MODELS
 
 __all__ = ['MGCAGlobalEmbedding']
@@ -30,6 +31,7 @@ class MGCAGlobalEmbedding(nn.Module):
             nn.BatchNorm1d(out_dims, affine=False),
         )
 
+    @float32_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, C] -> [B, D] (not normalised)."""
         return self.head(x)

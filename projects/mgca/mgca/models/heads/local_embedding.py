@@ -2,6 +2,7 @@
 import torch
 import torch.nn as nn
 
+from lgdea.models.utils.precision import float32_forward
 from lgdea.registry import MODELS
 
 __all__ = ['MGCALocalEmbedding']
@@ -32,6 +33,7 @@ class MGCALocalEmbedding(nn.Module):
             nn.BatchNorm1d(out_dims, affine=False),
         )
 
+    @float32_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, N, C] -> [B, N, D] (not normalised)."""
         return self.head(x.transpose(1, 2)).transpose(1, 2)

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lgdea.models.utils.precision import float32_forward
 from lgdea.registry import MODELS
 from ..utils.sinkhorn import sinkhorn_knopp
 
@@ -57,6 +58,7 @@ class PrototypeAlignmentLoss(nn.Module):
         w = self.prototype_layer.weight
         w.copy_(F.normalize(w, dim=1))
 
+    @float32_forward
     def forward(self, image_embed: torch.Tensor,
                 report_embed: torch.Tensor) -> Dict[str, torch.Tensor]:
         """

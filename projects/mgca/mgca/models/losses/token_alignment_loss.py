@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lgdea.models.utils.precision import float32_forward
 from lgdea.registry import MODELS
 
 __all__ = ['TokenAlignmentLoss', 'weighted_self_matching_ce']
@@ -63,6 +64,7 @@ class TokenAlignmentLoss(nn.Module):
         self.temperature = temperature
         self.bidirectional = bidirectional
 
+    @float32_forward
     def forward(self, word_embed: torch.Tensor, patch_embed: torch.Tensor,
                 word_weights: torch.Tensor, patch_weights: Optional[torch.Tensor],
                 word_pad_mask: torch.Tensor,
