@@ -123,7 +123,7 @@ class LGDEAPhaseHook(Hook):
         sampler would refuse when that phase starts (pools too small): otherwise the run
         fails only after the earlier phases have trained."""
         from lgdea.datasets.samplers import PropagationSampler
-        loader = runner.train_loop.dataloader
+        loader = getattr(getattr(runner, 'train_loop', None), 'dataloader', None)
         sampler = getattr(loader, 'batch_sampler', None)
         if not self.by_epoch or not isinstance(sampler, PropagationSampler):
             return
