@@ -1,5 +1,7 @@
-# GLoRIA on the shared demo ViT, synthetic demo benchmark, 100% of the studies paired (compare with
-# configs/demo/clip_demo_p100.py: same data, schedule and number of optimizer steps).
+# GLoRIA on the synthetic demo benchmark on the shared demo ViT (the image encoder of every
+# other method), 100% of the studies paired; same data, schedule and number of optimizer steps
+# as configs/demo/clip_demo_p100.py. Its one departure (train_caption_section='impression') and
+# the measurements behind it: ./_base_/models/gloria_demo_vit.py, projects/gloria/README.md.
 _base_ = [
     '../../../configs/_base_/default_runtime.py',
     '../../../configs/_base_/datasets/synthetic_cxr_demo.py',
