@@ -140,3 +140,22 @@ def test_a_phase_batch_larger_than_the_pools_fails_before_training(tmp_path):
                                          r'PropagationSampler: .*the largest batch_size is'):
         _tool('train').main([path])
     assert not osp.isfile(osp.join(str(tmp_path / 'work'), 'epoch_1.pth'))
+
+
+def test_demo_benchmark_runs_share_one_image_encoder():
+    """Every run of the default demo benchmark (CLIP, GLoRIA, MGCA, LGDEA, ...) trains the
+    same image backbone, the shared demo ViT of configs/_base_/models/encoders_demo.py; the
+    one exception is the extra GLoRIA-R18 row, labelled as on another image encoder."""
+    spec = Config.fromfile(osp.join(ROOT, 'configs/benchmark/demo_synthetic.py'))
+    shared = Config.fromfile(osp.join(ROOT, 'configs/_base_/models/encoders_demo.py'))
+    want = shared.demo_image_encoder.backbone.to_dict()
+    names = set()
+    for run in spec.runs:
+        cfg = Config.fromfile(osp.join(ROOT, run['config']))
+        backbone = cfg.model.image_encoder.backbone.to_dict()  # CXR- or GLoRIAImageEncoder
+        if run['name'] == 'GLoRIA-R18':
+            assert backbone != want and 'other image encoder' in run['label']
+            continue
+        assert backbone == want, run['config']
+        names.add(run['name'])
+    assert {'CLIP', 'GLoRIA', 'MGCA', 'LGDEA'} <= names

@@ -25,11 +25,28 @@ from typing import List, Optional
 
 import torch
 
-__all__ = ['gloria_sentences', 'gloria_clean_text', 'sample_sentence']
+__all__ = ['gloria_sentences', 'gloria_clean_text', 'sample_sentence', 'impression_section']
 
 _LIST_MARKER = re.compile(r'[0-9]+\.')
 _WORD = re.compile(r'\w+')
 _SECTION_HEADER = re.compile(r'\b[A-Z][A-Z /&-]*[A-Z]\s*:')
+_IMPRESSION = re.compile(r'\bIMPRESSIONS?\s*:')
+
+
+def impression_section(text: Optional[str]) -> Optional[str]:
+    """The IMPRESSION section of a report (the text after its last ``IMPRESSION:`` header, up
+    to the next upper-case section header); the whole text when it has no such header or the
+    section is empty. The official model trained on the CheXpert impression column."""
+    if text is None:
+        return None
+    text = str(text)
+    starts = list(_IMPRESSION.finditer(text))
+    if not starts:
+        return text
+    rest = text[starts[-1].end():]
+    nxt = _SECTION_HEADER.search(rest)
+    section = rest[:nxt.start()] if nxt else rest
+    return section if section.strip() else text
 
 
 def _ascii_tokens(text: str) -> List[str]:

@@ -1,5 +1,6 @@
 """Tests of the GLoRIA plugin: losses against loop references of the official computation,
 word-piece aggregation, the inference interface and checkpoint conversion."""
+import math
 import os
 import sys
 import types
@@ -447,3 +448,113 @@ def test_gloria_frozen_text_cache_matches_computed_words(embed_dims):
     assert len(cached._word_cache) == 5
     trainable = MODELS.build(dict(type='GLoRIATextEncoder', encoder=dict(encoder, freeze=False)))
     assert trainable._word_cache is None
+
+
+def test_collapse_diagnostics_mean_pairwise_cosine():
+    from projects.gloria.gloria.models.gloria import mean_pairwise_cosine
+    x = torch.randn(7, 5)
+    z = F.normalize(x, dim=-1)
+    sim = z @ z.t()
+    want = (sim.sum() - sim.diagonal().sum()) / (7 * 6)
+    assert torch.allclose(mean_pairwise_cosine(x), want, atol=1e-6)
+    assert torch.allclose(mean_pairwise_cosine(x[:1].repeat(4, 1) * 3), torch.tensor(1.0))
+    model = MODELS.build(_tiny_cfg('vit'))
+    images, samples = _batch(4)
+    data = model.data_preprocessor(dict(inputs=images, data_samples=samples, reports=samples),
+                                   True)
+    out = model(**data, mode='loss')
+    assert 0 < float(out['img_cos']) <= 1 and -1 <= float(out['txt_cos']) <= 1
+    assert not out['img_cos'].requires_grad      # logged only, never summed into the loss
+    assert not any('loss' in k for k in ('img_cos', 'txt_cos'))
+
+
+def test_learnable_temp3_is_shared_trained_and_clamped():
+    """Official: tau3 is a fixed float (no parameter); learnable_temp3 makes it one shared
+    parameter of both losses, starting at temp3 (same loss at init), with gradient, clamped
+    to max_temp3."""
+    images, samples = _batch(4)
+    fixed = MODELS.build(_tiny_cfg('vit', temp3=10.0))
+    assert not any('temp3' in n for n, _ in fixed.named_parameters())
+    learn = MODELS.build(_tiny_cfg('vit', temp3=10.0, learnable_temp3=True, max_temp3=50.0))
+    missing = learn.load_state_dict(fixed.state_dict(), strict=False).missing_keys
+    assert missing == ['log_temp3']
+    data = fixed.data_preprocessor(dict(inputs=images, data_samples=samples, reports=samples),
+                                   True)
+    fixed.eval(), learn.eval()                    # no dropout: identical forward
+    out_f = fixed(**data, mode='loss')
+    out_l = learn(**data, mode='loss')
+    assert 'temp3' not in out_f and float(out_l['temp3']) == pytest.approx(10.0)
+    for key in ('loss_global', 'loss_local'):
+        assert torch.allclose(out_f[key], out_l[key], atol=1e-5), key
+    for key in ('loss_global', 'loss_local'):     # both losses use the learnable tau3
+        (grad, ) = torch.autograd.grad(out_l[key], learn.log_temp3, retain_graph=True)
+        assert float(grad.abs()) > 0, key
+    with torch.no_grad():
+        learn.log_temp3.fill_(math.log(500.0))
+    out = learn(**data, mode='loss')
+    assert float(out['temp3']) == pytest.approx(50.0)
+    with pytest.raises(ValueError, match='max_temp3'):
+        MODELS.build(_tiny_cfg('vit', temp3=200.0, learnable_temp3=True))
+
+
+def test_impression_section_and_training_caption_source():
+    from projects.gloria.gloria import impression_section
+    report = ('FINDINGS: No pneumothorax. Lungs are clear.\n\nIMPRESSION: Moderate left '
+              'effusion. Mild cardiomegaly.')
+    assert impression_section(report).strip() == 'Moderate left effusion. Mild cardiomegaly.'
+    assert impression_section('FINDINGS: No pneumothorax. IMPRESSION: Small effusion. '
+                              'RECOMMENDATION: Follow up.').strip() == 'Small effusion.'
+    assert impression_section('No pneumothorax seen.') == 'No pneumothorax seen.'  # no header
+    assert impression_section('FINDINGS: Clear lungs. IMPRESSION: ') .startswith('FINDINGS')
+    official = MODELS.build(_tiny_cfg('vit'))
+    impr = MODELS.build(_tiny_cfg('vit', train_caption_section='impression'))
+    findings = {'no pneumothorax', 'lungs are clear'}
+    got_official = {official.training_caption(report) for _ in range(40)}
+    got_impr = {impr.training_caption(report) for _ in range(40)}
+    assert got_official & findings                # official: any sentence of the report
+    assert got_impr == {'moderate left effusion', 'mild cardiomegaly'}
+    full = MODELS.build(_tiny_cfg('vit', train_caption='full',
+                                  train_caption_section='impression'))
+    assert full.training_caption(report) == 'moderate left effusion mild cardiomegaly'
+    # evaluation texts keep every section
+    assert 'no pneumothorax' in gloria_clean_text(report)
+    with pytest.raises(ValueError, match='train_caption_section'):
+        MODELS.build(_tiny_cfg('vit', train_caption_section='findings'))
+
+
+@pytest.mark.parametrize('name', ['gloria_demo_vit_p100.py', 'gloria_demo_vit_p5.py'])
+def test_vit_demo_configs_use_the_shared_encoders_and_train(name):
+    """The ViT demo configs inherit the shared demo ViT / MiniLM (configs/_base_/models/
+    encoders_demo.py, as CLIP, MGCA and LGDEA) and train a couple of optimizer steps."""
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    cfg = Config.fromfile(os.path.join(REPO, 'projects/gloria/configs', name))
+    shared = Config.fromfile(os.path.join(REPO, 'configs/_base_/models/encoders_demo.py'))
+    assert cfg.model.image_encoder.type == 'GLoRIAImageEncoder'
+    assert cfg.model.image_encoder.backbone.to_dict() == \
+        shared.demo_image_encoder.backbone.to_dict()
+    assert cfg.model.text_encoder.encoder.to_dict() == shared.demo_text_encoder.to_dict()
+    assert cfg.train_dataloader.dataset.include_unpaired is False
+    assert cfg.train_dataloader.dataset.pair_ratio == (1.0 if 'p100' in name else 0.05)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    clip = Config.fromfile(os.path.join(REPO, 'configs/demo/clip_demo_p100.py'))
+    torch.manual_seed(0)
+    clip_img = MODELS.build(clip.model.image_encoder)
+    ours = model.image_encoder.encoder.backbone.state_dict()
+    theirs = clip_img.backbone.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(ours[k].shape == theirs[k].shape for k in ours)
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    images, samples = _batch(4, size=64)
+    before = model.image_encoder.global_embedder.weight.detach().clone()
+    for _ in range(2):
+        log = model.train_step(dict(inputs=images, data_samples=samples, reports=samples),
+                               optim)
+    assert all(torch.isfinite(v) for v in log.values())
+    assert {'loss_global', 'loss_local', 'img_cos', 'txt_cos'} <= set(log)
+    assert not torch.equal(before, model.image_encoder.global_embedder.weight)
+    with torch.no_grad():
+        feats = model.extract_image(model.data_preprocessor(
+            dict(inputs=images, data_samples=samples, reports=samples), False)['images'])
+    assert feats['grid'] == (8, 8) and feats['patch_embed'].shape[1] == 64

@@ -32,19 +32,22 @@ class GLoRIAGlobalLoss(nn.Module):
 
     @float32_forward
     def forward(self, image_embed: torch.Tensor, text_embed: torch.Tensor,
-                targets: torch.Tensor) -> Dict[str, torch.Tensor]:
+                targets: torch.Tensor, temp3=None) -> Dict[str, torch.Tensor]:
         """
         Args:
             image_embed: [B_I, D] global image embeddings ``vbar`` (any norm).
             text_embed: [B_R, D] sentence embeddings ``tbar`` (any norm).
             targets: ``Y`` [B_I, B_R].
+            temp3: optional ``tau3`` of this call (a float or a 0-d tensor, e.g. the model's
+                learnable one); None uses ``self.temp3``.
 
         Returns:
             dict(loss (sum of both directions), loss_i2t, loss_t2i) -- the direction terms are
             for logging (the model renames them so mmengine does not add them twice).
         """
         # cosine similarity (official: dot / clamp(|v| |t|, eps)) times tau3
-        logits = self.temp3 * F.normalize(image_embed.float(), dim=-1, eps=1e-8) @ F.normalize(
+        scale = self.temp3 if temp3 is None else temp3
+        logits = scale * F.normalize(image_embed.float(), dim=-1, eps=1e-8) @ F.normalize(
             text_embed.float(), dim=-1, eps=1e-8).t()
         res = symmetric_infonce(logits, targets, direction_reduction='sum')
         return dict(loss=res['loss'], loss_i2t=res['i2t'].detach(),

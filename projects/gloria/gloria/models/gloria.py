@@ -1,14 +1,16 @@
 """GLoRIA: global-local representations for images using attention (Huang et al., ICCV 2021)."""
+import math
 from typing import Dict, Optional, Sequence
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.logging import print_log
 
 from lgdea.models import BaseVLPModel
 from lgdea.models.utils import gather_pair_batch
 from lgdea.registry import MODELS
-from ..text_processing import gloria_clean_text, sample_sentence
+from ..text_processing import gloria_clean_text, impression_section, sample_sentence
 from .attention import WORD_REDUCTIONS, check_variant, chunked_local_scores
 from .text_encoder import subword_table
 
@@ -49,6 +51,11 @@ class GLoRIA(BaseVLPModel):
         variant: ``'official'`` or ``'clean'``.
         temp1, temp2, temp3: ``tau1`` (attention), ``tau2`` (word aggregation), ``tau3``
             (logit scale of both losses).
+        learnable_temp3: learn ``tau3`` (a departure; official: fixed). ``tau3`` becomes the
+            parameter ``log_temp3`` initialised at ``log(temp3)``, shared by the global and
+            the local loss, clamped to at most ``max_temp3`` (the CLIP recipe); logged as
+            ``temp3``. Inference does not use ``tau3``.
+        max_temp3: upper bound of the learnable ``tau3`` (CLIP: 100).
         global_loss_weight, local_loss_weight: ``w_g``, ``w_l``.
         global_loss, local_loss: loss configs; the temperatures and variant above are filled in
             unless given there.
@@ -59,6 +66,10 @@ class GLoRIA(BaseVLPModel):
             ``variant`` (official True, clean False). ``[SEP]`` is always excluded.
         train_caption: ``'sentence'`` (one random cleaned sentence per step, official) or
             ``'full'`` (all sentences joined).
+        train_caption_section: where the training caption comes from: ``'report'`` (the
+            shared report text, every section; default) or ``'impression'`` (the IMPRESSION
+            section, the whole report when it has none: the official model's input, the
+            CheXpert impression column). Evaluation texts are not affected.
         drop_section_headers: remove ``FINDINGS:``-style headers before cleaning.
         similarity_mode: ``'both'`` (official mean), ``'global'`` or ``'local'``.
         similarity_word_reduce: ``'max'`` (official zero-shot), ``'sum'`` or ``'mean'``.
@@ -78,6 +89,8 @@ class GLoRIA(BaseVLPModel):
                  temp1: float = 4.0,
                  temp2: float = 5.0,
                  temp3: float = 10.0,
+                 learnable_temp3: bool = False,
+                 max_temp3: float = 100.0,
                  global_loss_weight: float = 1.0,
                  local_loss_weight: float = 1.0,
                  global_loss: Optional[dict] = None,
@@ -85,6 +98,7 @@ class GLoRIA(BaseVLPModel):
                  gather: bool = True,
                  train_include_cls: Optional[bool] = None,
                  train_caption: str = 'sentence',
+                 train_caption_section: str = 'report',
                  drop_section_headers: bool = True,
                  similarity_mode: str = 'both',
                  similarity_word_reduce: str = 'max',
@@ -101,6 +115,13 @@ class GLoRIA(BaseVLPModel):
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.variant = check_variant(variant)
         self.temp1, self.temp2, self.temp3 = float(temp1), float(temp2), float(temp3)
+        self.learnable_temp3 = bool(learnable_temp3)
+        self.max_temp3 = float(max_temp3)
+        if self.learnable_temp3:
+            if not 0 < self.temp3 <= self.max_temp3:
+                raise ValueError(f'GLoRIA: learnable temp3 needs 0 < temp3 <= max_temp3, got '
+                                 f'temp3={temp3}, max_temp3={max_temp3}')
+            self.log_temp3 = nn.Parameter(torch.tensor(math.log(self.temp3)))
         self.image_encoder = MODELS.build(image_encoder)
         text_encoder = dict(text_encoder)
         text_encoder.setdefault('pad_length', max_text_length)
@@ -124,6 +145,10 @@ class GLoRIA(BaseVLPModel):
         if train_caption not in ('sentence', 'full'):
             raise ValueError(f'train_caption must be "sentence" or "full", got {train_caption!r}')
         self.train_caption = train_caption
+        if train_caption_section not in ('report', 'impression'):
+            raise ValueError(f'train_caption_section must be "report" or "impression", got '
+                             f'{train_caption_section!r}')
+        self.train_caption_section = train_caption_section
         self.drop_section_headers = drop_section_headers
         if similarity_mode not in ('both', 'global', 'local'):
             raise ValueError(f'similarity_mode must be both|global|local, got {similarity_mode!r}')
@@ -141,6 +166,8 @@ class GLoRIA(BaseVLPModel):
     # ------------------------------------------------------------------ text
     def training_caption(self, report: str) -> str:
         """The caption of one report for one training step (refs. 1.2)."""
+        if self.train_caption_section == 'impression':
+            report = impression_section(report)
         if self.train_caption == 'sentence':
             return sample_sentence(report, self.drop_section_headers)
         return gloria_clean_text(report, self.drop_section_headers)
@@ -183,13 +210,22 @@ class GLoRIA(BaseVLPModel):
         txt = self.encode_text(captions, self.max_text_length)
         batch = gather_pair_batch(data_samples, reports, dict(embed=img['global_embed']),
                                   dict(embed=txt['sentence']), gather=self.gather)
-        g = self.global_loss(batch.images['embed'], batch.reports['embed'], batch.targets)
+        temp3, extra = None, {}
+        if self.learnable_temp3:
+            with torch.no_grad():
+                self.log_temp3.clamp_(max=math.log(self.max_temp3))
+            temp3 = self.log_temp3.exp()
+            extra['temp3'] = temp3.detach()
+        g = self.global_loss(batch.images['embed'], batch.reports['embed'], batch.targets,
+                             temp3=temp3)
         mask = self.word_mask(txt['num_words'], txt['words'].shape[1], self.train_include_cls)
-        loc = self.local_loss(img['local_embed'], txt['words'], mask, batch.local_targets)
+        loc = self.local_loss(img['local_embed'], txt['words'], mask, batch.local_targets,
+                              temp3=temp3)
         return dict(loss_global=self.global_loss_weight * g['loss'],
                     loss_local=self.local_loss_weight * loc['loss'],
                     global_i2t=g['loss_i2t'], global_t2i=g['loss_t2i'],
-                    local_i2t=loc['loss_i2t'], local_t2i=loc['loss_t2i'])
+                    local_i2t=loc['loss_i2t'], local_t2i=loc['loss_t2i'],
+                    **collapse_diagnostics(img['global_embed'], txt['sentence']), **extra)
 
     # -------------------------------------------------------------- interface
     def extract_image(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -243,6 +279,25 @@ class GLoRIA(BaseVLPModel):
         if self.similarity_mode == 'local':
             return local
         return (local + glob) / 2
+
+
+@torch.no_grad()
+def mean_pairwise_cosine(x: torch.Tensor) -> torch.Tensor:
+    """Mean cosine over the distinct pairs of the rows of ``x`` [N, D] (1 = one vector)."""
+    n = x.shape[0]
+    if n < 2:
+        return x.new_zeros(()).float()
+    z = F.normalize(x.detach().float(), dim=-1)
+    total = z.sum(0).pow(2).sum() - n  # sum over i != j of z_i . z_j
+    return total / (n * (n - 1))
+
+
+def collapse_diagnostics(image_embed: torch.Tensor, text_embed: torch.Tensor) -> dict:
+    """Logged with the loss terms (no gradient, not summed into the loss): mean pairwise
+    cosine of the batch's global image embeddings (``img_cos``) and sentence embeddings
+    (``txt_cos``); a value near 1 means the embeddings collapsed onto one direction."""
+    return dict(img_cos=mean_pairwise_cosine(image_embed),
+                txt_cos=mean_pairwise_cosine(text_embed))
 
 
 def _with_defaults(cfg: dict, **defaults) -> dict:

@@ -41,7 +41,7 @@ class GLoRIALocalLoss(nn.Module):
 
     @float32_forward
     def forward(self, regions: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor,
-                targets: torch.Tensor) -> Dict[str, torch.Tensor]:
+                targets: torch.Tensor, temp3=None) -> Dict[str, torch.Tensor]:
         """
         Args:
             regions: [B_I, M, D] projected region features (``local_embedder`` output).
@@ -49,13 +49,14 @@ class GLoRIALocalLoss(nn.Module):
             word_mask: [B_R, T] bool, the words of the loss (official: ``[CLS]`` + words,
                 ``[SEP]`` excluded).
             targets: ``Y`` [B_I, B_R] of the local batch.
+            temp3: optional ``tau3`` of this call (float or 0-d tensor); None: ``self.temp3``.
 
         Returns:
             dict(loss, loss_i2t, loss_t2i) as :class:`GLoRIAGlobalLoss`.
         """
         r = local_scores(regions, words, word_mask, temp1=self.temp1, temp2=self.temp2,
                          variant=self.variant, word_reduce=self.word_reduce)  # [B_I, B_R]
-        logits = self.temp3 * r  # similarities * temp3
+        logits = (self.temp3 if temp3 is None else temp3) * r  # similarities * temp3
         res = symmetric_infonce(logits, targets, direction_reduction='sum')  # loss0 + loss1
         return dict(loss=res['loss'], loss_i2t=res['i2t'].detach(),
                     loss_t2i=res['t2i'].detach())

@@ -1,9 +1,10 @@
 # GLoRIA at demo scale (synthetic benchmark, 64 px, 2 CPU cores).
 # Image side: a tiny ResNet-18 (16 base channels) from scratch, the official architecture
 # family: layer3 gives the regions on an 8x8 grid at 64 px (strides (1, 2, 1, 2), the role
-# of the official 299 upsampling), pooled layer4 the global feature. (With the CLIP demo's
-# tiny ViT from scratch the image embeddings collapsed to one vector within 50 steps under
-# GLoRIA's fixed tau3; batch norm keeps them apart.)
+# of the official 299 upsampling), pooled layer4 the global feature. The demo benchmark runs
+# GLoRIA on the shared demo ViT instead (gloria_demo_vit.py): there the image embeddings
+# collapsed to one vector within 50 steps, but learning tau3 did not prevent it; the cause was
+# the training caption (one random sentence of the whole report), see projects/gloria/README.md.
 # Text side: the offline pretrained MiniLM, frozen, with the official emb_local / emb_global
 # projection hooks switched on (bias-free, 128-d joint space).
 model = dict(
