@@ -56,15 +56,21 @@ def _tiny(cfg: Config, root: str, work_dir: str) -> Config:
     return cfg
 
 
-def test_lgdea_paper_config_trains_on_mimic_layout(tmp_path):
+def _tiny_lgdea(tmp_path, max_epochs: int) -> Config:
+    """configs/lgdea_vitb_p5.py shrunk to the MIMIC-layout fixture under ``tmp_path``."""
     root = make_mimic_fixture(tmp_path / 'mimic', studies=_studies(), image_size=(40, 40))
     cfg = Config.fromfile(osp.join(ROOT, 'configs/lgdea_vitb_p5.py'))
     cfg = _tiny(cfg, root, str(tmp_path / 'work'))
     cfg.merge_from_dict({'model.neck.num_queries': 4, 'model.neck.num_heads': 2,
-                         'model.head.num_prototypes': 8, 'train_cfg.max_epochs': 3,
+                         'model.head.num_prototypes': 8, 'train_cfg.max_epochs': max_epochs,
                          # the loader is built before the phase hook sets its batch: a batch of
                          # 64 is larger than this fixture's pools and is refused at build time
                          'train_dataloader.batch_size': 8})
+    return cfg
+
+
+def test_lgdea_paper_config_trains_on_mimic_layout(tmp_path):
+    cfg = _tiny_lgdea(tmp_path, max_epochs=3)
     cfg.custom_hooks[1]['phases'] = [
         dict(epochs=1, batch_size=8, lr=1e-3, terms=['rec', 'align'], propagation=False),
         dict(epochs=1, batch_size=4, lr=1e-3, terms=['rec', 'p', 'u', 'align'],
@@ -124,12 +130,7 @@ def test_every_demo_method_builds_the_identical_encoders():
 def test_a_phase_batch_larger_than_the_pools_fails_before_training(tmp_path):
     """Without the check, phase 1 trains (epoch_1.pth written) and the run fails only when
     phase 2 rebuilds its loader."""
-    root = make_mimic_fixture(tmp_path / 'mimic', studies=_studies(), image_size=(40, 40))
-    cfg = Config.fromfile(osp.join(ROOT, 'configs/lgdea_vitb_p5.py'))
-    cfg = _tiny(cfg, root, str(tmp_path / 'work'))
-    cfg.merge_from_dict({'model.neck.num_queries': 4, 'model.neck.num_heads': 2,
-                         'model.head.num_prototypes': 8, 'train_cfg.max_epochs': 2,
-                         'train_dataloader.batch_size': 8})
+    cfg = _tiny_lgdea(tmp_path, max_epochs=2)
     cfg.custom_hooks[1]['phases'] = [
         dict(epochs=1, batch_size=8, lr=1e-3, terms=['rec', 'align'], propagation=False),
         dict(epochs=1, batch_size=64, lr=1e-3, terms=['rec', 'p', 'u', 'align'],

@@ -193,7 +193,8 @@ def test_batch_study_ids_reads_images_then_reports_without_repeats():
     assert batch_study_ids([1, 2]) == []
 
 
-def test_test_tool_refuses_a_checkpoint_with_nan_weights(tmp_path):
+def _trained_with_test_section(tmp_path):
+    """A 2-iteration run at a sane lr whose config can also be tested (iter_2.pth)."""
     config = _config(tmp_path, lr=1e-2, max_iters=2)
     cfg = Config.fromfile(config)
     cfg.test_dataloader = cfg.train_dataloader
@@ -201,6 +202,11 @@ def test_test_tool_refuses_a_checkpoint_with_nan_weights(tmp_path):
     cfg.test_cfg = dict()
     cfg.dump(config)
     train_tool.main([config])
+    return config
+
+
+def test_test_tool_refuses_a_checkpoint_with_nan_weights(tmp_path):
+    config = _trained_with_test_section(tmp_path)
     good = str(tmp_path / 'work' / 'iter_2.pth')
     ckpt = torch.load(good, weights_only=True)
     ckpt['state_dict']['fc.bias'][0] = math.inf
@@ -308,13 +314,7 @@ def test_test_tool_refuses_a_checkpoint_of_another_model(tmp_path):
     """mmengine loads it with a 'missing keys' warning only: the metrics would be those of
     the untrained model."""
     from lgdea.engine.runner import CheckpointMismatchError
-    config = _config(tmp_path, lr=1e-2, max_iters=2)
-    cfg = Config.fromfile(config)
-    cfg.test_dataloader = cfg.train_dataloader
-    cfg.test_evaluator = dict(type='MeanAbsolutePredictionMetric')
-    cfg.test_cfg = dict()
-    cfg.dump(config)
-    train_tool.main([config])
+    config = _trained_with_test_section(tmp_path)
     ckpt = torch.load(str(tmp_path / 'work' / 'iter_2.pth'), weights_only=True)
     ckpt['state_dict'] = {'head.fc.weight': ckpt['state_dict']['fc.weight'],
                           'fc.bias': ckpt['state_dict']['fc.bias']}
