@@ -89,3 +89,15 @@ def test_comparison_bootstrap_over_seeds_and_cases_decides_the_claim():
         [_Record('B_p5', s, 50.0) for s in range(3)]
     (d,) = compute_comparisons(spec, plain, key)
     assert d.boot_low is None and d.interval == (d.ci_low, d.ci_high)
+
+
+def test_claim_needs_the_hull_of_the_seed_and_the_case_interval():
+    """Two seeds, +15 and +5 points: the bootstrap (3 seed mixtures, cases) excludes 0, the
+    Student-t interval with one degree of freedom does not, so the claim is not made."""
+    key = dict(retrieval='synthetic_5x200', grounding='g')
+    spec = [dict(a='A_p5', b='B_p5', metrics=['zero_shot'])]
+    records = [_Record('A_p5', 0, 60.0, _correct(120)), _Record('A_p5', 1, 40.0, _correct(80)),
+               _Record('B_p5', 0, 45.0, _correct(90)), _Record('B_p5', 1, 35.0, _correct(70))]
+    (d,) = compute_comparisons(spec, records, key)
+    assert d.boot_low > 0 and d.ci_low < 0
+    assert d.interval == (d.ci_low, max(d.ci_high, d.boot_high)) and not d.excludes_zero

@@ -12,8 +12,8 @@ reported as the mean, the sample std and the two-sided 95% Student-t interval of
 (``mean +- t_{0.975, n-1} sd / sqrt(n)``; at least two seeds), and, when every run wrote
 per-case values, the 95% bootstrap interval over the same seeds *and* the evaluation cases
 (:mod:`lgdea.benchmark.bootstrap`, pairs by seed and by case). A claim "a beats b" needs the
-interval above 0: the bootstrap one where it exists (it also carries the finite evaluation
-set's noise), else the Student-t one.
+hull of the two intervals above 0 (:func:`claim_interval`): the bootstrap carries the finite
+evaluation set's noise, the Student-t interval the small-sample seed spread.
 """
 import math
 from dataclasses import dataclass
@@ -52,10 +52,9 @@ class PairedDifference:
 
     @property
     def interval(self) -> Optional[tuple]:
-        """The interval a claim rests on: bootstrap over seeds and cases, else Student-t."""
-        if self.boot_low is not None:
-            return self.boot_low, self.boot_high
-        return None if self.ci_low is None else (self.ci_low, self.ci_high)
+        """The interval a claim rests on: the hull of the Student-t interval over seeds and the
+        bootstrap interval over seeds and cases (:func:`claim_interval`)."""
+        return claim_interval((self.ci_low, self.ci_high), (self.boot_low, self.boot_high))
 
     @property
     def excludes_zero(self) -> bool:
@@ -69,6 +68,20 @@ class PairedDifference:
                     bootstrap_ci95=([self.boot_low, self.boot_high]
                                     if self.boot_low is not None else None),
                     excludes_zero=self.excludes_zero)
+
+
+def claim_interval(t_interval, boot_interval) -> Optional[tuple]:
+    """Hull of the Student-t interval over seeds and the bootstrap interval over seeds and
+    cases (either may be ``(None, None)`` or None).
+
+    Each misses something: the t interval ignores the finite evaluation set; the percentile
+    bootstrap over few seeds underestimates the seed-to-seed spread (with 2 seeds it can only
+    draw 3 seed mixtures, and it uses normal rather than t quantiles). The hull is
+    conservative where either is; with one seed only the (case-level) bootstrap exists."""
+    parts = [iv for iv in (t_interval, boot_interval) if iv is not None and iv[0] is not None]
+    if not parts:
+        return None
+    return min(iv[0] for iv in parts), max(iv[1] for iv in parts)
 
 
 def paired_difference(values_a: Dict[int, float], values_b: Dict[int, float],
@@ -154,6 +167,6 @@ def format_comparisons(diffs: Sequence[PairedDifference]) -> str:
     lines.append('In the metrics\' unit (accuracies and P@K in percentage points). Seeds: the '
                  'two-sided 95% Student-t interval of the mean paired difference over the seeds; '
                  'seeds x cases: the 95% bootstrap interval resampling the seeds and the '
-                 'evaluation cases together (needs per-case values). "Excludes 0" uses the '
-                 'bootstrap interval where it exists, else the Student-t one.')
+                 'evaluation cases together (needs per-case values). "Excludes 0": the hull of '
+                 'both intervals excludes 0 (with one seed: the bootstrap over cases alone).')
     return '\n'.join(lines) + '\n'

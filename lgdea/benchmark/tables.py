@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .bootstrap import bootstrap_interval, paired_cases, stack_cases
-from .comparisons import paired_difference
+from .comparisons import claim_interval, paired_difference
 from .results import THROUGHPUT_KEY, WALL_TIME_KEY, MetricSummary, RunRecord, summarize
 from .spec import SettingSpec
 
@@ -252,17 +252,16 @@ def build_table(layout: TableLayout, settings: Sequence[SettingSpec],
 
 def difference_interval(row_a: TableRow, row_b: TableRow, col_index: int
                         ) -> Optional[Tuple[float, float]]:
-    """95% interval of ``a - b`` in one column over the seeds both rows have: bootstrap over
-    those seeds and the cases when both have per-case values for all of them, else the
-    Student-t interval over the seeds (None below two seeds)."""
+    """95% interval of ``a - b`` in one column over the seeds both rows have: the hull of the
+    Student-t interval over those seeds and the bootstrap over them and the cases
+    (:func:`lgdea.benchmark.comparisons.claim_interval`); None when neither exists."""
     va, vb = row_a.values[col_index], row_b.values[col_index]
     seeds, _, _, lo, hi = paired_difference(va, vb)
     if not seeds:
         return None
     diff = paired_cases(row_a.cases[col_index], row_b.cases[col_index], seeds)
-    if diff is not None:
-        return bootstrap_interval(diff)
-    return None if lo is None else (lo, hi)
+    boot = bootstrap_interval(diff) if diff is not None else None
+    return claim_interval((lo, hi), boot)
 
 
 def format_cell(summary: MetricSummary, digits: int, bold: bool = False,
