@@ -183,7 +183,7 @@ def test_tables_from_stored_results_exact_markdown(spec_file, fake_work_dir, cap
                         '2,,,42.0,2.82842712,2,,,,,0,,')
     assert lines[3].startswith('Limited pairing,LGDEA_p5,LGDEA (5% pairs),1,30.0,,1,')
 
-    # results.json: every run per seed; results.md: the tables and the run list
+    # results.json: every run per seed; benchmark_results.md: the tables and the run list
     with open(osp.join(fake_work_dir, 'results.json')) as f:
         summary = json.load(f)
     runs = {r['run_id']: r for r in summary['runs']}
@@ -192,7 +192,7 @@ def test_tables_from_stored_results_exact_markdown(spec_file, fake_work_dir, cap
     assert runs['CLIP_p5_seed0']['early_stopping'] is False
     assert runs['CLIP_p5_seed0']['model_selection'] == 'last'
     assert summary['tables']['retrieval']['rows'][0]['values']['P@1']['n'] == 2
-    with open(osp.join(fake_work_dir, 'results.md')) as f:
+    with open(osp.join(fake_work_dir, 'benchmark_results.md')) as f:
         results_md = f.read()
     assert EXPECTED_GROUNDING in results_md and '| LGDEA_p5_seed1 |' in results_md
 

@@ -136,7 +136,7 @@ def test_card_under_every_table(bench):
             'CLIP_p5_seed0',
             '- model selection: model_selection=last, early_stopping=False']:
         assert expected in lines, expected
-    with open(osp.join(work, 'results.md')) as f:
+    with open(osp.join(work, 'benchmark_results.md')) as f:
         assert table_md in f.read()
     assert table_md in out['markdown']
     with open(osp.join(work, 'results.json')) as f:

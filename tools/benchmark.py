@@ -11,8 +11,8 @@ comparison tables (markdown + CSV), mean ± std over seeds, best per column in b
 
 Finished runs (results JSON present) are reused and a trained run without results is only
 evaluated, so an interrupted benchmark resumes where it stopped. Outputs go to the spec's
-work dir: ``tables/<table>.md|csv``, ``results.md``, ``results.json`` (docs/benchmark.md), each
-table with the protocol card of its runs. ``--compare`` lists every protocol difference between
+work dir: ``tables/<table>.md|csv``, ``benchmark_results.md``, ``results.json``
+(docs/benchmark.md), each table with the protocol card of its runs. ``--compare`` lists every protocol difference between
 two ``results.json`` files, then their metrics side by side.
 """
 import argparse

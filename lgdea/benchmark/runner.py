@@ -6,7 +6,7 @@ Outputs under the spec's ``work_dir``:
 - ``<run_id>/``: one work dir per run (checkpoints, logs, ``*_test_results.json``,
   ``benchmark_run.json``);
 - ``tables/<table>.md`` and ``tables/<table>.csv`` for every table of the spec;
-- ``results.md``: every table, each followed by the protocol card of its runs
+- ``benchmark_results.md``: every table, each followed by the protocol card of its runs
   (:mod:`.protocol`), plus the list of runs (status, wall time, early stopping);
 - ``results.json``: every run per seed (metrics, wall time, early stopping, checkpoint), the
   aggregated tables (each with its card) and ``protocol``: the card of every finished run and
@@ -228,9 +228,9 @@ class BenchmarkRunner:
                             self.spec.std_ddof) for key in self.spec.tables]
 
     def write_outputs(self, records: Sequence[RunRecord]) -> str:
-        """Write ``tables/*.md|csv``, ``<work_dir>/results.md`` and ``results.json``, every
-        table with the protocol card of its runs (:mod:`.protocol`); returns the markdown of
-        the tables and their cards (what the tool prints)."""
+        """Write ``tables/*.md|csv``, ``<work_dir>/benchmark_results.md`` and ``results.json``,
+        every table with the protocol card of its runs (:mod:`.protocol`); returns the markdown
+        of the tables and their cards (what the tool prints)."""
         spec = self.spec
         tables = self.build_tables(records)
         table_dir = osp.join(spec.work_dir, 'tables')
@@ -264,7 +264,7 @@ class BenchmarkRunner:
                   f'{finished}/{len(records)} runs finished; generated {now} with code '
                   f'{format_value("code_commit", collected_with)}. Under every table: the '
                   'protocol card of its runs.\n')
-        with open(osp.join(spec.work_dir, 'results.md'), 'w') as f:
+        with open(osp.join(spec.work_dir, 'benchmark_results.md'), 'w') as f:
             f.write(header + '\n' + tables_md + '\n' + format_run_list(records))
         tables_json = {}
         for t in tables:
@@ -281,7 +281,7 @@ class BenchmarkRunner:
         with open(osp.join(spec.work_dir, 'results.json'), 'w') as f:
             json.dump(summary, f, indent=1)
         self.log(f'[benchmark] {finished}/{len(records)} runs finished; tables written to '
-                 f'{table_dir}, {osp.join(spec.work_dir, "results.md")} and results.json')
+                 f'{table_dir}, {osp.join(spec.work_dir, "benchmark_results.md")} and results.json')
         return tables_md
 
     def make_figures(self, records: Sequence[RunRecord]) -> List[str]:
@@ -290,7 +290,7 @@ class BenchmarkRunner:
 
 
 def format_run_list(records: Sequence[RunRecord]) -> str:
-    """The ``## Runs`` section of the generated ``<work_dir>/results.md``."""
+    """The ``## Runs`` section of the generated ``<work_dir>/benchmark_results.md``."""
     lines = ['## Runs', '',
              '| run | config | seed | status | wall time (s) | early stopping | '
              'model selection |', '|---|---|---|---|---|---|---|']

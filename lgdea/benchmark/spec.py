@@ -198,7 +198,7 @@ class BenchmarkSpec:
             classes in the paper's order).
         figures: optional figure requests (docs/benchmark.md, "Figures").
         gpus_per_run: processes per run.
-        title: heading of ``results.md``.
+        title: heading of ``benchmark_results.md``.
         comparisons: paired differences to report, ``dict(a=<setting id>, b=<setting id>,
             metrics=[...])`` (:mod:`lgdea.benchmark.comparisons`).
         path: the spec file.
