@@ -57,6 +57,21 @@ def read_metrics(path: str) -> Dict[str, float]:
     return data
 
 
+def _training_summary(work_dir: str, name: str, key: str, kind: type, what: str):
+    """``data[key]`` of the JSON object ``<work_dir>/<name>`` a training hook wrote (None when
+    the file is absent); an error naming the file when it is not such an object."""
+    path = osp.join(work_dir, name)
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        data = json.load(f)
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, kind) or (kind is list and not value):
+        raise ValueError(f'{path}: expected an object with {what}; delete the file or rerun '
+                         'the training.')
+    return value
+
+
 #: Written by ``UnpairedDiagnosticsHook`` at the end of training; its ``summary``
 #: (``train/...`` keys: partner rank, propagated-target precision, ...) joins the run's metrics.
 TRAIN_DIAGNOSTICS_FILE = 'unpaired_diagnostics.json'
@@ -64,16 +79,9 @@ TRAIN_DIAGNOSTICS_FILE = 'unpaired_diagnostics.json'
 
 def read_train_diagnostics(work_dir: str) -> Dict[str, float]:
     """The ``summary`` of ``<work_dir>/unpaired_diagnostics.json`` ({} when absent)."""
-    path = osp.join(work_dir, TRAIN_DIAGNOSTICS_FILE)
-    if not osp.isfile(path):
-        return {}
-    with open(path) as f:
-        data = json.load(f)
-    summary = data.get('summary') if isinstance(data, dict) else None
-    if not isinstance(summary, dict):
-        raise ValueError(f'{path}: expected an object with a `summary` of metrics; delete the '
-                         'file or rerun the training.')
-    return {str(k): v for k, v in summary.items()}
+    summary = _training_summary(work_dir, TRAIN_DIAGNOSTICS_FILE, 'summary', dict,
+                                'a `summary` of metrics')
+    return {str(k): v for k, v in (summary or {}).items()}
 
 
 #: Written by ``ThroughputHook`` at the end of training (``ranks``: one summary per rank).
@@ -87,15 +95,10 @@ def read_throughput(work_dir: str) -> Dict[str, float]:
     samples/s and achieved TFLOP/s summed over the ranks, the data-wait share and MFU averaged
     over them (MFU only where the hook knew the device's peak), the peak memory (MB) of the
     busiest rank (CUDA allocated, else the process max RSS), and the counted FLOPs per sample."""
-    path = osp.join(work_dir, THROUGHPUT_FILE)
-    if not osp.isfile(path):
+    ranks = _training_summary(work_dir, THROUGHPUT_FILE, 'ranks', list,
+                              'a non-empty `ranks` list')
+    if ranks is None:
         return {}
-    with open(path) as f:
-        data = json.load(f)
-    ranks = data.get('ranks') if isinstance(data, dict) else None
-    if not isinstance(ranks, list) or not ranks:
-        raise ValueError(f'{path}: expected an object with a non-empty `ranks` list; delete the '
-                         'file or rerun the training.')
 
     def values(key):
         return [float(r[key]) for r in ranks
