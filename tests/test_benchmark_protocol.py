@@ -11,6 +11,7 @@ from importlib import metadata
 import pytest
 
 from lgdea.benchmark import RunExecutor
+from lgdea.benchmark import protocol
 from lgdea.benchmark.protocol import code_version, environment_facts
 from lgdea.datasets.synthetic.prompts import SYNTHETIC_CLASS_PROMPTS
 from lgdea.datasets.synthetic_cxr import SPLIT_CLASSES
@@ -80,10 +81,10 @@ def test_card_in_results_json_from_the_configs_and_run_files(bench):
     assert card['test_geometry'][R] == ['ResizeCXR(scale=(64, 64))']
     assert 'no `sections` option' in card['report_section']['pretraining']['unknown']
     assert card['pairing_ratio'] == dict(pair_ratio=0.05, pair_seed=0)
-    with open(osp.join(work, 'CLIP_p5_seed0', 'pairing_split.json'), 'rb') as f:
-        split_sha = hashlib.sha256(f.read()).hexdigest()
+    split_sha = hashlib.sha256(json.dumps({k: v for k, v in SPLIT.items() if k != 'counts'},
+                                          sort_keys=True).encode()).hexdigest()
     assert card['pairing_split'] == dict(sha256=split_sha, pair_ratio=0.05, pair_seed=0,
-                                         counts=dict(paired=400))
+                                         paired_studies=1)
     assert card['eval_splits'][R]['split'] == 'retrieval'
     assert len(card['eval_splits'][R]['generator_config_sha']) == 12
     assert card['seed'] == 0 and card['checkpoint'] == 'iter_600.pth'
@@ -366,3 +367,15 @@ def test_parallel_dispatch_relays_the_progress_of_its_processes(tmp_path):
     assert relayed in messages
     assert messages.index(relayed) < next(i for i, m in enumerate(messages)
                                           if 'CLIP_p5_seed0 done' in m)
+
+
+def test_pairing_split_hash_is_of_the_split_not_of_its_counts():
+    """Split files written by two code versions (the second records more counts) of the same
+    draw get one hash; another set of paired studies gets another."""
+    older = dict(SPLIT, counts=dict(paired=400))
+    newer = dict(SPLIT, counts=dict(paired=400, duplicate_rows=0, conflicting_reports=0))
+    other = dict(SPLIT, paired_studies=['s2'])
+    same = protocol.pairing_split_identity(older)
+    assert same == protocol.pairing_split_identity(newer)
+    assert same['sha256'] != protocol.pairing_split_identity(other)['sha256']
+    assert same['sha256'] != protocol.pairing_split_identity(dict(SPLIT, pair_seed=1))['sha256']

@@ -12,7 +12,7 @@ field cannot be determined (never a guess). Two halves:
 - at collect time :func:`run_card` reads the run's merged config (with its ``--cfg-options``)
   and work dir: prompts and aggregation of every ``ZeroShotAccuracy`` evaluator, z-scoring,
   report sections, image resolution and geometric transforms, pairing ratio and the sha256 of
-  ``pairing_split.json``, the evaluation split files' hashes, seed, checkpoint and model
+  the split in ``pairing_split.json`` (:func:`pairing_split_identity`), the evaluation split files' hashes, seed, checkpoint and model
   selection rule, commit, wall time and hardware.
 
 :func:`table_card` merges the cards of the runs behind one table into the fields they share
@@ -33,6 +33,7 @@ from .runs import load_config, read_run_info
 from .spec import ROOT
 
 __all__ = ['PROTOCOL_FIELDS', 'PAIRING_SPLIT_FILE', 'unknown', 'is_unknown', 'file_sha256',
+           'pairing_split_identity',
            'code_version', 'environment_facts', 'run_card', 'table_card', 'format_value',
            'format_card_markdown', 'summarize_field', 'protocol_differences', 'table_run_ids',
            'cards_of']
@@ -46,7 +47,7 @@ PROTOCOL_FIELDS: Tuple[Tuple[str, str], ...] = (
     ('image_resolution', 'image resolution'),
     ('test_geometry', 'test geometry'),
     ('pairing_ratio', 'pairing ratio'),
-    ('pairing_split', 'pairing split file'),
+    ('pairing_split', 'pairing split'),
     ('eval_splits', 'evaluation splits'),
     ('seed', 'seed'),
     ('checkpoint', 'checkpoint'),
@@ -402,14 +403,27 @@ def _pairing(cfg, work_dir: str) -> Tuple[object, object]:
     if not osp.isfile(path):
         return ratio, unknown(f'no {PAIRING_SPLIT_FILE} in the run dir (written by '
                               'PairingSplitHook before training)')
-    split = dict(sha256=file_sha256(path))
     try:
         with open(path) as f:
             data = json.load(f)
-        split.update({k: data[k] for k in ('pair_ratio', 'pair_seed', 'counts') if k in data})
     except (OSError, ValueError) as exc:
-        split['contents'] = unknown(f'{path} is not readable JSON: {exc}')
-    return ratio, split
+        return ratio, dict(sha256=file_sha256(path),
+                           contents=unknown(f'{path} is not readable JSON: {exc}'))
+    return ratio, pairing_split_identity(data)
+
+
+def pairing_split_identity(data: dict) -> dict:
+    """What identifies a pairing draw: the sha256 of the split itself (the canonical JSON of
+    ``pairing_split.json`` without its ``counts``, which are derived from the split and whose
+    set of keys grows with the code), the ratio, the seed and the number of paired studies.
+    Two runs trained on the same paired studies get the same hash, whichever version of the
+    code wrote the file."""
+    split = {k: v for k, v in data.items() if k != 'counts'}
+    out = dict(sha256=_json_sha256(split))
+    out.update({k: data[k] for k in ('pair_ratio', 'pair_seed') if k in data})
+    if isinstance(data.get('paired_studies'), list):
+        out['paired_studies'] = len(data['paired_studies'])
+    return out
 
 
 def _model_selection(cfg, record) -> dict:
