@@ -11,7 +11,7 @@ from .base import BaseVLPModel
 from .clip import _tokenizer_of, build_projection
 from .losses import lesion_diagnostics
 from .utils.finding_labels import gathered_finding_keys
-from .utils.pairing import gather_pair_batch, paired_flags
+from .utils.pairing import gather_pair_batch
 
 TERMS = ('rec', 'p', 'u', 'align', 'g')
 
@@ -69,13 +69,6 @@ class LGDEA(BaseVLPModel):
         grounding_tau: temperature of the phrase-lesion softmax (default the head's ``tau_p``).
         gather: gather the batch across ranks for ``L_align`` / ``L_g`` and the lesion
             neighbours of ``L_u`` (True).
-        pseudo_student_augment: None (the relations ``P`` are computed from the ``H_I`` the
-            loss uses, the paper), or the config of a batch augmentation (e.g.
-            ``dict(type='BatchStrongAugment')``): while ``P`` is propagated, the unpaired
-            images enter every loss as a strongly augmented view (the student) and ``P`` is
-            computed from their ``H_I`` as loaded, without gradient (the teacher view; paired
-            images are not augmented). Weak-to-strong consistency as in FixMatch; a
-            departure (docs/lgdea_departures.md).
     """
 
     def __init__(self,
@@ -101,7 +94,6 @@ class LGDEA(BaseVLPModel):
                  grounding: str = 'lesion',
                  grounding_tau: Optional[float] = None,
                  gather: bool = True,
-                 pseudo_student_augment: Optional[dict] = None,
                  tokenizer: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg=None):
@@ -140,8 +132,6 @@ class LGDEA(BaseVLPModel):
         self.grounding = grounding
         self.grounding_tau = grounding_tau if grounding_tau is not None else self.head.tau_p
         self.gather = gather
-        self.pseudo_student_augment = (MODELS.build(pseudo_student_augment)
-                                       if pseudo_student_augment is not None else None)
         self.set_phase(terms, propagate)
 
     # ------------------------------------------------------------- evidence
@@ -197,9 +187,6 @@ class LGDEA(BaseVLPModel):
                                'initialisation has not run; add dict(type="PrototypeInitHook") '
                                'to custom_hooks (it runs before the first iteration).')
         terms = self.terms
-        teacher = None
-        if self.pseudo_student_augment is not None and self.propagate and 'align' in terms:
-            images, teacher = self._student_view(images, data_samples)
         feats = self.image_encoder(images)
         lesion = self.neck(feats['local'])
         dist = self.head.image_distribution(lesion['phi'])
@@ -219,10 +206,6 @@ class LGDEA(BaseVLPModel):
             qbar_r = self.head.report_distribution(h_r)
 
         image_side, report_side = dict(H_I=self.image_evidence(feats, lesion)), dict(H_R=h_r)
-        if teacher is not None:             # H_I of the loaded views; the student's elsewhere
-            unpaired, h_teacher = teacher
-            image_side['H_I_teacher'] = image_side['H_I'].detach().masked_scatter(
-                unpaired[:, None], h_teacher.to(image_side['H_I'].dtype))
         if 'u' in terms:
             image_side.update(v=lesion['v'].detach(), log_Q_I=dist['log_Q_I'].detach())
         if 'g' in terms:
@@ -249,8 +232,7 @@ class LGDEA(BaseVLPModel):
                                      '(gt_score) on the training samples; this dataset has '
                                      'none.')
                 oracle = dict(image_labels=labels[0], report_labels=labels[1])
-            h_i_rel = batch.images.get('H_I_teacher', h_i_all).detach()
-            targets = self.propagation(h_i_rel, h_r_all.detach(), batch.targets,
+            targets = self.propagation(h_i_all.detach(), h_r_all.detach(), batch.targets,
                                        batch.image_paired, batch.report_paired,
                                        propagate=self.propagate,
                                        image_study_ids=batch.image_keys,
@@ -268,26 +250,9 @@ class LGDEA(BaseVLPModel):
         out['propagated'] = torch.tensor(float(propagated), device=images.device)
         return out
 
-    def _student_view(self, images: torch.Tensor, data_samples):
-        """``pseudo_student_augment``: the batch with its unpaired images augmented, and
-        ``(unpaired [B] bool, teacher H_I [n_unpaired, d])`` from the loaded unpaired images
-        (no gradient; ``None`` when the batch has no unpaired image)."""
-        unpaired = ~paired_flags(data_samples, images.device)
-        if not bool(unpaired.any()):
-            return images, None
-        weak = images[unpaired]
-        with torch.no_grad():
-            t_feats = self.image_encoder(weak)
-            t_lesion = self.neck(t_feats['local']) if self.image_embed == 'H_I' else None
-            h_teacher = self.image_evidence(t_feats, t_lesion)
-        student = images.clone()
-        student[unpaired] = self.pseudo_student_augment(weak)
-        return student, (unpaired, h_teacher)
-
     def image_evidence(self, feats: Dict[str, torch.Tensor],
-                       lesion: Optional[Dict[str, torch.Tensor]]) -> torch.Tensor:
-        """``H_I`` [B, d] as chosen by ``image_embed`` (Eq. 14, or the global token; then
-        ``lesion`` is not read)."""
+                       lesion: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """``H_I`` [B, d] as chosen by ``image_embed`` (Eq. 14, or the global token)."""
         if self.image_embed == 'cls':
             return F.normalize(self.global_image_proj(feats['global']), dim=-1)
         return lesion['H_I']
