@@ -31,6 +31,11 @@ runs = [
     dict(name='LGDEA-cls-pseudo-w200',
          config='configs/demo/unpaired/lgdea_p5_cls_pseudo_w200.py', pairing=5, group='LGDEA',
          label='LGDEA, H_I global, pseudo-links after 200 steps (5%)'),
+    dict(name='LGDEA-cls-pseudo-b96', config='configs/demo/unpaired/lgdea_p5_cls_pseudo_b96.py',
+         pairing=5, group='LGDEA',
+         label='LGDEA, H_I global, pseudo-links, 64 paired + 32 unpaired per batch (5%)'),
+    dict(name='LGDEA-cls-b96', config='configs/demo/unpaired/lgdea_p5_cls_b96.py', pairing=5,
+         group='Ladder', label='the same batch, P = Y (no propagation) (5%)'),
 ]
 seeds = [0, 1, 2, 3, 4]
 tables = ['overview']
@@ -41,6 +46,8 @@ comparisons = [
     dict(a='LGDEA-cls-pseudo_p5', b='LGDEA_p5', metrics=['zero_shot', 'P@1']),
     dict(a='LGDEA-oracle-cls-early_p5', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
     dict(a='CLIP-evidence_p100', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
+    dict(a='LGDEA-cls-pseudo-b96_p5', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
+    dict(a='LGDEA-cls-pseudo-b96_p5', b='LGDEA-cls-b96_p5', metrics=['zero_shot', 'P@1']),
 ]
 figures = None
 work_dir = 'work_dirs/benchmark/demo_unpaired'
