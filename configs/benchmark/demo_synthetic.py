@@ -65,6 +65,9 @@ comparisons = [
     dict(a='CLIP_p100', b='CLIP_p5', metrics=['zero_shot', 'P@1']),
     dict(a='CLIP_p100', b='GLoRIA_p100', metrics=['zero_shot', 'P@1']),
     dict(a='CLIP_p100', b='MGCA_p100', metrics=['zero_shot', 'P@1']),
+    dict(a='GLoRIA_p5', b='CLIP_p5', metrics=['zero_shot', 'P@1']),
+    dict(a='MGCA_p5', b='CLIP_p5', metrics=['zero_shot', 'P@1']),
+    dict(a='LGDEA_p100', b='CLIP-evidence_p100', metrics=['zero_shot', 'P@1']),
     dict(a='LGDEA-oracle-cls-early_p5', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
 ]
 vary_pair_seed = False
