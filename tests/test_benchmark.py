@@ -322,7 +322,7 @@ def test_spec_files_load_and_match_their_configs():
         for run in runner.runs[:len(spec.settings)]:
             assert osp.isfile(run.config_path), (path, run.config)
             check_pairing(run, load_config(run.config_path, run.cfg_options))
-    assert counts['demo_synthetic.py'] == 47 and counts['kl_sweep_mimic.py'] == 21
+    assert counts['demo_synthetic.py'] == 42 and counts['kl_sweep_mimic.py'] == 21
     sweep = load_spec(osp.join(ROOT, 'configs/benchmark/kl_sweep_mimic.py'))
     assert sorted(s.sweep.get('K') for s in sweep.settings if 'K' in s.sweep) == [32, 64, 96, 128]
 
