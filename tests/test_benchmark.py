@@ -426,3 +426,12 @@ def test_demo_jobs_run_at_once_and_user_threads_win(tmp_path, monkeypatch):
     assert [c[:2] for c in sequential.calls] == [
         ('clip_demo_p100_seed0', 'train'), ('clip_demo_p100_seed0', 'test'),
         ('clip_demo_p5_seed0', 'train'), ('clip_demo_p5_seed0', 'test')]
+
+
+def test_demo_default_compares_three_methods_at_the_same_pairing():
+    """The default demo: CLIP, the evidence-text control and LGDEA, each config loading and
+    all at 5% pairing (a row at another pairing would compare pairings, not methods)."""
+    spec = demo_tool.demo_spec(demo_tool.parse_args([]))
+    assert [s.name for s in spec.settings] == [
+        'clip_demo_p5', 'clip_evidence_demo_p5', 'lgdea_p5_cls_pseudo_b96']
+    assert {s.pairing for s in spec.settings} == {5.0}
