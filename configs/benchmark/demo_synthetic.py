@@ -1,15 +1,15 @@
 # Benchmark on the embedded synthetic CXR benchmark (docs/benchmark.md): CLIP, GLoRIA and MGCA
 # at 100% and 5% pairing on the same image encoder, CLIP trained on the extracted evidence
 # phrases as its text (the control at 5%, the text's ceiling at 100%), LGDEA at 100% and 5%
-# (the repaired demo default, and at 5% the best measured variant: H_I from the global token,
+# (the repaired Eq. 15-17 config, and at 5% the best measured variant, the demo default: H_I from the global token,
 # cross-modal pseudo-links, the control's paired batch plus unpaired items), and an
 # oracle-propagation upper bound (not a method).
 #   python tools/benchmark.py configs/benchmark/demo_synthetic.py --dispatch local --jobs 2
 #   python tools/benchmark.py configs/benchmark/demo_synthetic.py --iters 200  # shorter runs
 # Seeds 0-2 for every setting; seeds 3 and 4 as well for the settings of the comparisons the
-# README states (LGDEA at 5% vs the control). 42 runs; at 4-7 min per CLIP / LGDEA run and
-# 8-12 min per GLoRIA / MGCA run (one thread each, two at a time on 2 CPU cores) expect about
-# 2.5 hours from scratch; the benchmark resumes where it stopped.
+# README states (LGDEA at 5% vs the control). 42 runs; at 3-6 min per CLIP / LGDEA run, 7-8
+# per MGCA run and 10-17 per GLoRIA run (one thread each, two at a time on 2 CPU cores) it took
+# 2 h 7 min from scratch; the benchmark resumes where it stopped.
 _full = 'Full pairing'
 _limited = 'Limited pairing'
 runs = [
