@@ -102,7 +102,8 @@ def test_evidence_required_and_identical_phrases_encoded_once(monkeypatch):
     images, samples, reports = _batch()
     seen = []
     orig = model.encode_phrases
-    monkeypatch.setattr(model, 'encode_phrases', lambda p: (seen.append(list(p)), orig(p))[1])
+    monkeypatch.setattr(model, 'encode_phrases',
+                        lambda p, modules=None: (seen.append(list(p)), orig(p, modules))[1])
     _loss(model, images, samples, reports)
     assert len(seen) == 1 and len(seen[0]) == len(set(seen[0])) == 5
     del reports[0].evidence
@@ -321,3 +322,52 @@ def test_prototype_init_hook_runs_kmeans_on_training_evidence():
                                    init='kmeans')),
             train_dataloader=SimpleNamespace(dataset=SimpleNamespace(reports=[dict()])),
             logger=runner.logger))
+
+
+@pytest.mark.parametrize('image_embed', ['H_I', 'cls'])
+def test_relation_mean_teacher_builds_relations_from_the_averaged_model(image_embed):
+    torch.manual_seed(0)
+    prop = dict(type='PseudoLabelPropagation', threshold=0.0)
+    model = _lgdea(image_embed=image_embed, propagation=prop, relation_ema=0.9)
+    images, samples, reports = _batch()
+    torch.manual_seed(0)
+    plain = _lgdea(image_embed=image_embed, propagation=prop)
+    plain.load_state_dict(model.state_dict(), strict=False)
+    model.eval(), plain.eval()      # no dropout: the teacher always runs in eval mode
+    # the first step copies the student: relations, hence every loss, equal the plain model's
+    out, ref = _loss(model, images, samples, reports), _loss(plain, images, samples, reports)
+    for key in ('loss_align', 'loss_rec', 'pseudo_kept_frac'):
+        assert torch.allclose(out[key], ref[key]), key
+    assert int(model.relation_teacher_updates) == 1
+    assert not any(p.requires_grad for p in model.relation_teacher.parameters())
+    assert 'text_encoder' not in model.relation_teacher or any(
+        p.requires_grad for p in model.text_encoder.parameters())
+    # one optimizer step moves the student; the next update is m * old + (1 - m) * new
+    old = {k: v.clone() for k, v in model.relation_teacher.state_dict().items()}
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    sum(v for k, v in out.items() if 'loss' in k).backward()
+    opt.step()
+    seen = {}
+    real = model.propagation.forward
+
+    def spy(H_I, H_R, *args, **kw):
+        seen.update(H_I=H_I, H_R=H_R)
+        return real(H_I, H_R, *args, **kw)
+
+    model.propagation.forward = spy
+    _loss(model, images, samples, reports)
+    for name, module in model.relation_teacher.items():
+        for key, p_s in getattr(model, name).state_dict().items():
+            p_t = module.state_dict()[key]
+            assert torch.allclose(p_t, 0.9 * old[f'{name}.{key}'] + 0.1 * p_s, atol=1e-6), key
+    data = model.data_preprocessor(dict(inputs=images, data_samples=samples, reports=reports),
+                                   True)
+    h_i, h_r = model.relation_embeddings(data['images'], data['reports'])
+    assert torch.allclose(seen['H_I'], h_i) and torch.allclose(seen['H_R'], h_r)
+    with torch.no_grad():
+        student_h_i = model.extract_image(data['images'])['embed']
+    assert not torch.allclose(seen['H_I'], student_h_i, atol=1e-4)  # not the current model's
+    # the teacher is state: saved and restored with the checkpoint
+    assert 'relation_teacher_updates' in model.state_dict()
+    with pytest.raises(ValueError, match='relation_ema'):
+        _lgdea(relation_ema=1.0)

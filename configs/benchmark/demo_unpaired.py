@@ -34,6 +34,9 @@ runs = [
     dict(name='LGDEA-cls-pseudo-b96', config='configs/demo/unpaired/lgdea_p5_cls_pseudo_b96.py',
          pairing=5, group='LGDEA',
          label='LGDEA, H_I global, pseudo-links, 64 paired + 32 unpaired per batch (5%)'),
+    dict(name='LGDEA-cls-pseudo-b96-ema',
+         config='configs/demo/unpaired/lgdea_p5_cls_pseudo_b96_ema.py', pairing=5, group='LGDEA',
+         label='the b96 variant with pseudo-links from a mean teacher (EMA 0.99) (5%)'),
     dict(name='LGDEA-cls-b96', config='configs/demo/unpaired/lgdea_p5_cls_b96.py', pairing=5,
          group='Ladder', label='the same batch, P = Y (no propagation) (5%)'),
 ]
@@ -48,6 +51,9 @@ comparisons = [
     dict(a='CLIP-evidence_p100', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
     dict(a='LGDEA-cls-pseudo-b96_p5', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
     dict(a='LGDEA-cls-pseudo-b96_p5', b='LGDEA-cls-b96_p5', metrics=['zero_shot', 'P@1']),
+    dict(a='LGDEA-cls-pseudo-b96-ema_p5', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
+    dict(a='LGDEA-cls-pseudo-b96-ema_p5', b='LGDEA-cls-pseudo-b96_p5',
+         metrics=['zero_shot', 'P@1']),
 ]
 figures = None
 work_dir = 'work_dirs/benchmark/demo_unpaired'

@@ -1,4 +1,5 @@
 """LGDEA: LLM-guided diagnostic evidence alignment (paper Alg. 1, Eq. 2-18)."""
+import copy
 import math
 from typing import Dict, List, Optional, Sequence
 
@@ -69,6 +70,13 @@ class LGDEA(BaseVLPModel):
         grounding_tau: temperature of the phrase-lesion softmax (default the head's ``tau_p``).
         gather: gather the batch across ranks for ``L_align`` / ``L_g`` and the lesion
             neighbours of ``L_u`` (True).
+        relation_ema: momentum ``m`` of a mean teacher for the propagation (a departure,
+            docs/lgdea_departures.md): an exponential moving average ``theta' <- m theta' +
+            (1 - m) theta`` of the modules that compute ``H_I`` and ``H_R``, updated at every
+            training step; in the propagated phase the relations ``P`` (Eq. 15-17, pseudo-links,
+            ...) are built from the averaged model's ``H_I`` / ``H_R`` (no gradient) while
+            every loss stays on the current ones. None (default, the paper): relations from
+            the current embeddings.
     """
 
     def __init__(self,
@@ -94,6 +102,7 @@ class LGDEA(BaseVLPModel):
                  grounding: str = 'lesion',
                  grounding_tau: Optional[float] = None,
                  gather: bool = True,
+                 relation_ema: Optional[float] = None,
                  tokenizer: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg=None):
@@ -132,20 +141,33 @@ class LGDEA(BaseVLPModel):
         self.grounding = grounding
         self.grounding_tau = grounding_tau if grounding_tau is not None else self.head.tau_p
         self.gather = gather
+        self.relation_ema = relation_ema
+        self.relation_teacher = None
+        if relation_ema is not None:
+            if not 0.0 < relation_ema < 1.0:
+                raise ValueError(f'LGDEA.relation_ema must be in (0, 1) (e.g. 0.99) or None, '
+                                 f'got {relation_ema!r}.')
+            self.relation_teacher = nn.ModuleDict(
+                {name: copy.deepcopy(getattr(self, name)) for name in self._teacher_names()})
+            self.relation_teacher.requires_grad_(False)
+            # 0 until the first update copies the (initialised) student into the teacher
+            self.register_buffer('relation_teacher_updates', torch.zeros((), dtype=torch.long))
         self.set_phase(terms, propagate)
 
     # ------------------------------------------------------------- evidence
-    def encode_phrases(self, phrases: Sequence[str]) -> torch.Tensor:
-        """Evidence phrases -> ``z`` [N, d], L2-normalised (Eq. 2 encoding)."""
+    def encode_phrases(self, phrases: Sequence[str], modules=None) -> torch.Tensor:
+        """Evidence phrases -> ``z`` [N, d], L2-normalised (Eq. 2 encoding); ``modules``: the
+        ``text_encoder`` / ``text_proj`` to use (default this model's; the mean teacher's)."""
+        text_encoder, text_proj = self._text_modules(modules)
         tokens = self.tokenize(phrases, self.max_phrase_length)
-        pooled = self.text_encoder(**tokens)['pooled']
-        return F.normalize(self.text_proj(pooled), dim=-1)
+        pooled = text_encoder(**tokens)['pooled']
+        return F.normalize(text_proj(pooled), dim=-1)
 
-    def encode_evidence(self, evidence: Sequence[Sequence[str]]):
+    def encode_evidence(self, evidence: Sequence[Sequence[str]], modules=None):
         """Phrase sets of ``B_R`` reports -> ``Z`` [B_R, N_max, d], ``mask`` [B_R, N_max] bool.
 
         Identical phrases in the batch are encoded once; each report keeps at most
-        ``max_phrases`` phrases (report order).
+        ``max_phrases`` phrases (report order). ``modules``: as :meth:`encode_phrases`.
         """
         sets = []
         for i, phrases in enumerate(evidence):
@@ -156,7 +178,7 @@ class LGDEA(BaseVLPModel):
             sets.append(phrases)
         unique = sorted({p for s in sets for p in s})
         index = {p: i for i, p in enumerate(unique)}
-        z_unique = self.encode_phrases(unique)
+        z_unique = self.encode_phrases(unique, modules)
         n_max = max(len(s) for s in sets)
         ids = torch.zeros(len(sets), n_max, dtype=torch.long, device=z_unique.device)
         mask = torch.zeros(len(sets), n_max, dtype=torch.bool, device=z_unique.device)
@@ -165,13 +187,24 @@ class LGDEA(BaseVLPModel):
             mask[i, :len(s)] = True
         return z_unique[ids], mask
 
-    def report_global(self, texts: Sequence[str], global_head: bool = False) -> torch.Tensor:
+    def report_global(self, texts: Sequence[str], global_head: bool = False,
+                      modules=None) -> torch.Tensor:
         """``proj(R^g)`` of whole reports [B_R, d]: through ``W_t`` (wo_rec ablation's
-        ``H_R``) or, with ``global_head``, through the ``L_g`` head."""
+        ``H_R``) or, with ``global_head``, through the ``L_g`` head. ``modules``: as
+        :meth:`encode_phrases` (``W_t`` only)."""
+        text_encoder, text_proj = self._text_modules(modules)
         tokens = self.tokenize(texts, self.max_text_length)
-        pooled = self.text_encoder(**tokens)['pooled']
-        proj = self.global_text_proj if global_head else self.text_proj
+        pooled = text_encoder(**tokens)['pooled']
+        proj = self.global_text_proj if global_head else text_proj
         return F.normalize(proj(pooled), dim=-1)
+
+    def _text_modules(self, modules=None):
+        """(text encoder, ``W_t``) of this model or of ``modules`` (the mean teacher, which
+        holds a text encoder only when this one trains)."""
+        if modules is None:
+            return self.text_encoder, self.text_proj
+        return modules['text_encoder'] if 'text_encoder' in modules else self.text_encoder, \
+            modules['text_proj']
 
     @staticmethod
     def pool_evidence(z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -187,6 +220,8 @@ class LGDEA(BaseVLPModel):
                                'initialisation has not run; add dict(type="PrototypeInitHook") '
                                'to custom_hooks (it runs before the first iteration).')
         terms = self.terms
+        if self.relation_teacher is not None:
+            self.update_relation_teacher()
         feats = self.image_encoder(images)
         lesion = self.neck(feats['local'])
         dist = self.head.image_distribution(lesion['phi'])
@@ -211,6 +246,11 @@ class LGDEA(BaseVLPModel):
         if 'g' in terms:
             image_side['g'] = F.normalize(self.global_image_proj(feats['global']), dim=-1)
             report_side['g'] = self.report_global(self.report_texts(reports), global_head=True)
+        teacher_relations = (self.relation_teacher is not None and 'align' in terms
+                             and self.propagate)
+        if teacher_relations:
+            image_side['H_I_teacher'], report_side['H_R_teacher'] = \
+                self.relation_embeddings(images, reports)
         batch = gather_pair_batch(data_samples, reports, image_side, report_side,
                                   gather=self.gather, device=images.device)
 
@@ -224,6 +264,8 @@ class LGDEA(BaseVLPModel):
         propagated = False
         if 'align' in terms:
             h_i_all, h_r_all = batch.images['H_I'], batch.reports['H_R']
+            rel_i, rel_r = ((batch.images['H_I_teacher'], batch.reports['H_R_teacher'])
+                            if teacher_relations else (h_i_all.detach(), h_r_all.detach()))
             labels = gathered_finding_keys(data_samples, reports, batch.gathered, images.device)
             oracle = {}
             if getattr(self.propagation, 'requires_labels', False):   # the benchmark's oracle
@@ -232,7 +274,7 @@ class LGDEA(BaseVLPModel):
                                      '(gt_score) on the training samples; this dataset has '
                                      'none.')
                 oracle = dict(image_labels=labels[0], report_labels=labels[1])
-            targets = self.propagation(h_i_all.detach(), h_r_all.detach(), batch.targets,
+            targets = self.propagation(rel_i, rel_r, batch.targets,
                                        batch.image_paired, batch.report_paired,
                                        propagate=self.propagate,
                                        image_study_ids=batch.image_keys,
@@ -256,6 +298,52 @@ class LGDEA(BaseVLPModel):
         if self.image_embed == 'cls':
             return F.normalize(self.global_image_proj(feats['global']), dim=-1)
         return lesion['H_I']
+
+    # ---------------------------------------------------------- mean teacher
+    def _teacher_names(self) -> List[str]:
+        """The modules on the path to ``H_I`` and ``H_R`` that the mean teacher averages (a
+        frozen text encoder is shared, not copied)."""
+        names = ['image_encoder', 'global_image_proj' if self.image_embed == 'cls' else 'neck',
+                 'text_proj']
+        if any(p.requires_grad for p in self.text_encoder.parameters()):
+            names.append('text_encoder')
+        return names
+
+    @torch.no_grad()
+    def update_relation_teacher(self) -> None:
+        """``theta' <- m theta' + (1 - m) theta`` (the first update copies ``theta``); buffers
+        are copied. Called once per training step, before the step's forward pass."""
+        m = self.relation_ema if int(self.relation_teacher_updates) > 0 else 0.0
+        for name, teacher in self.relation_teacher.items():
+            student = getattr(self, name)
+            for p_t, p_s in zip(teacher.parameters(), student.parameters()):
+                p_t.mul_(m).add_(p_s.detach().to(p_t.dtype), alpha=1.0 - m)
+            for b_t, b_s in zip(teacher.buffers(), student.buffers()):
+                b_t.copy_(b_s)
+        self.relation_teacher_updates += 1
+
+    @torch.no_grad()
+    def relation_embeddings(self, images: torch.Tensor, reports):
+        """The mean teacher's ``H_I`` [B_I, d] and ``H_R`` [B_R, d] (same choices of
+        ``image_embed`` / ``report_repr`` as the model), without gradient."""
+        teacher = self.relation_teacher
+        feats = teacher['image_encoder'](images)
+        if self.image_embed == 'cls':
+            h_i = F.normalize(teacher['global_image_proj'](feats['global']), dim=-1)
+        else:
+            h_i = teacher['neck'](feats['local'])['H_I']
+        if self.report_repr == 'evidence':
+            h_r = self.pool_evidence(*self.encode_evidence(_evidence_of(reports), teacher))
+        else:
+            h_r = self.report_global(self.report_texts(reports), modules=teacher)
+        return h_i.detach(), h_r.detach()
+
+    def train(self, mode: bool = True):
+        """The mean teacher always runs in eval mode (no dropout in its relations)."""
+        super().train(mode)
+        if self.relation_teacher is not None:
+            self.relation_teacher.eval()
+        return self
 
     # ------------------------------------------------------------ interface
     def extract_image(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
