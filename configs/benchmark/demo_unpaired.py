@@ -37,6 +37,9 @@ runs = [
     dict(name='LGDEA-cls-pseudo-b96-ema',
          config='configs/demo/unpaired/lgdea_p5_cls_pseudo_b96_ema.py', pairing=5, group='LGDEA',
          label='the b96 variant with pseudo-links from a mean teacher (EMA 0.99) (5%)'),
+    dict(name='LGDEA-cls-pseudo-b96-view',
+         config='configs/demo/unpaired/lgdea_p5_cls_pseudo_b96_view.py', pairing=5,
+         group='LGDEA', label='the b96 variant with the image-view term on unpaired images (5%)'),
     dict(name='LGDEA-cls-b96', config='configs/demo/unpaired/lgdea_p5_cls_b96.py', pairing=5,
          group='Ladder', label='the same batch, P = Y (no propagation) (5%)'),
 ]
@@ -53,6 +56,9 @@ comparisons = [
     dict(a='LGDEA-cls-pseudo-b96_p5', b='LGDEA-cls-b96_p5', metrics=['zero_shot', 'P@1']),
     dict(a='LGDEA-cls-pseudo-b96-ema_p5', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
     dict(a='LGDEA-cls-pseudo-b96-ema_p5', b='LGDEA-cls-pseudo-b96_p5',
+         metrics=['zero_shot', 'P@1']),
+    dict(a='LGDEA-cls-pseudo-b96-view_p5', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
+    dict(a='LGDEA-cls-pseudo-b96-view_p5', b='LGDEA-cls-pseudo-b96_p5',
          metrics=['zero_shot', 'P@1']),
 ]
 figures = None
