@@ -52,7 +52,7 @@ class LGDEA(BaseVLPModel):
             embeddings, directions summed), or None (no global heads; term ``g`` unavailable).
         global_tau: temperature ``tau_1`` of ``L_g`` (0.07, fixed).
         terms: the active terms of the single-phase default, a subset of
-            ``('rec', 'p', 'u', 'align', 'g')``.
+            ``('rec', 'p', 'u', 'align', 'g', 'v')``.
         propagate: propagate ``P`` (Eq. 17) in the single-phase default; False gives
             ``P = Y``.
         embed_dims: ``d``, the evidence space (256).
