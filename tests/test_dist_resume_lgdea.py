@@ -8,14 +8,16 @@ resumes from it in a fresh work dir and trains iterations 5-8. The resumed run m
 the phase (checkpoint meta and the model's active terms), replay the data order (the logged
 study ids of each iteration's batch, per rank) and log the uninterrupted run's losses.
 
-Exact: phase, terms, batch composition and every logged loss are bit-identical, with
-``MKL_CBWR=COMPATIBLE`` set for both runs. Without it the losses drift from the second resumed
-iteration on (measured, seed 0: up to 6e-5 relative at iteration 6, 3.5e-4 at 8) although the
-parameters, buffers, inputs and RNG state at the start of that iteration are bit-identical:
-MKL picks its float32 GEMM code path by memory alignment, and a resumed process allocates
-differently from the uninterrupted one. ``MKL_CBWR=COMPATIBLE`` fixes the code path (2.4x slower
-GEMM on this CPU), so it is a test setting and a documented option (docs/get_started.md, resume),
-not a default."""
+Phase, terms and batch composition must be identical; every logged loss must agree within
+``LOSS_RTOL`` (relative; ``LOSS_ATOL`` absolute for near-zero terms). The losses are not compared
+bit for bit because float32 rounding is not reproducible across processes on every CPU: MKL picks
+its GEMM code path by memory alignment, and a resumed process allocates differently from the
+uninterrupted one. ``MKL_CBWR=COMPATIBLE`` (set for both runs) pins the path on the machine this
+was written on (bit-identical losses there); on the CI runner the first resumed iteration still
+differed by 3e-5 relative with it. Measured without it (seed 0): up to 6e-5 relative at
+iteration 6, 3.5e-4 at 8. A resume that loses the optimizer state (Adam moments cleared in the
+resumed run) moves the losses by 2.4e-3 to 4.8e-1 relative from iteration 6 on, so ``LOSS_RTOL``
+separates rounding from a broken resume."""
 import json
 import os
 import os.path as osp
@@ -26,6 +28,8 @@ import pytest
 import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+LOSS_RTOL = 2e-3
+LOSS_ATOL = 1e-6
 
 CONFIG = '''
 _base_ = [{base!r}]
@@ -137,6 +141,8 @@ def test_two_process_lgdea_resume_matches_uninterrupted_run(tmp_path):
             assert (a['images'], a['reports']) == (b['images'], b['reports']), (rank, it)
             assert (a['terms'], a['propagate']) == (b['terms'], b['propagate']), (rank, it)
             assert a['losses'].keys() == b['losses'].keys()
-            assert b['losses'] == a['losses'], (rank, it)
+            for key, value in a['losses'].items():
+                assert b['losses'][key] == pytest.approx(value, rel=LOSS_RTOL, abs=LOSS_ATOL), \
+                    (rank, it, key)
         # the two ranks see different halves of the global batch
         assert full[5]['images'] != _rows(str(tmp_path / 'full_record'), 1 - rank)[5]['images']
