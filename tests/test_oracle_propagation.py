@@ -114,3 +114,33 @@ def test_pseudo_label_links_keep_confident_unpaired_images_only():
     assert out['mask_i'].tolist() == [True, True, False]
     assert out['diagnostics']['pseudo_kept_frac'].item() == pytest.approx(0.5)
     assert torch.equal(prop(h_i, h_r, y, paired, rep_paired, propagate=False)['P'], y)
+
+
+def test_degraded_oracle_has_the_precision_it_is_asked_for():
+    torch.manual_seed(0)
+    n = 400
+    labels = torch.randint(0, 6, (n,))
+    paired = torch.arange(n) < 40
+    y = torch.zeros(n, n)
+    y[torch.arange(40), torch.arange(40)] = 1.0
+
+    def precision(prop):
+        o = prop.relations(None, None, y, paired, paired, labels, labels)[0] - y
+        rows = o[~paired]
+        same = (labels[~paired][:, None] == labels[None, :]).float()
+        assert torch.allclose(rows.sum(dim=1), torch.ones(n - 40))   # every row keeps its mass
+        return float((rows * same).sum(dim=1).mean())
+
+    assert precision(OracleClassPropagation()) == pytest.approx(1.0)
+    noisy = precision(OracleClassPropagation(label_noise=0.5, noise_seed=3))
+    # an unpaired image's row carries its own decision only: about half the images keep their set
+    assert 0.44 < noisy < 0.56
+    assert precision(OracleClassPropagation(label_noise=0.5, noise_seed=3)) == noisy
+    assert precision(OracleClassPropagation(label_noise=0.5, noise_seed=4)) != noisy
+    # paired rows and paired-paired links are never touched
+    prop = OracleClassPropagation(label_noise=0.9)
+    p = prop.relations(None, None, y, paired, paired, labels, labels)[0]
+    assert torch.equal(p[:40, :40], y[:40, :40] + OracleClassPropagation.oracle_links(
+        labels, labels, paired, paired)[:40, :40])
+    with pytest.raises(ValueError, match='label_noise'):
+        OracleClassPropagation(label_noise=1.0)

@@ -40,6 +40,12 @@ runs = [
     dict(name='LGDEA-cls-pseudo-b96-view',
          config='configs/demo/unpaired/lgdea_p5_cls_pseudo_b96_view.py', pairing=5,
          group='LGDEA', label='the b96 variant with the image-view term on unpaired images (5%)'),
+    dict(name='LGDEA-oracle-b96', config='configs/demo/unpaired/oracle_p5_cls_b96.py',
+         pairing=5, group='Oracle', label='oracle targets in the b96 variant (5%)'),
+    *[dict(name=f'LGDEA-oracle-b96-noise{eps}', config='configs/demo/unpaired/oracle_p5_cls_b96.py',
+           pairing=5, group='Oracle', cfg_options=[f'model.propagation.label_noise={eps}'],
+           label=f'oracle targets in the b96 variant, label_noise {eps} (5%)')
+      for eps in (0.3, 0.6)],
     dict(name='LGDEA-cls-b96', config='configs/demo/unpaired/lgdea_p5_cls_b96.py', pairing=5,
          group='Ladder', label='the same batch, P = Y (no propagation) (5%)'),
 ]
@@ -60,6 +66,10 @@ comparisons = [
     dict(a='LGDEA-cls-pseudo-b96-view_p5', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
     dict(a='LGDEA-cls-pseudo-b96-view_p5', b='LGDEA-cls-pseudo-b96_p5',
          metrics=['zero_shot', 'P@1']),
+    dict(a='LGDEA-oracle-b96_p5', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
+    dict(a='LGDEA-oracle-b96_p5', b='LGDEA-cls-b96_p5', metrics=['zero_shot', 'P@1']),
+    dict(a='LGDEA-oracle-b96-noise0.3_p5', b='LGDEA-cls-b96_p5', metrics=['zero_shot', 'P@1']),
+    dict(a='LGDEA-oracle-b96-noise0.6_p5', b='LGDEA-cls-b96_p5', metrics=['zero_shot', 'P@1']),
 ]
 figures = None
 work_dir = 'work_dirs/benchmark/demo_unpaired'

@@ -31,21 +31,41 @@ class OracleClassPropagation(EvidencePropagation):
     ``at_full_pairing='hard'``, ``P = Y`` as there. The graph arguments (``steps``, ``tau_g``,
     ``topk``) are not used and must stay at their defaults.
 
+    ``label_noise = eps`` turns the oracle into a *degraded* oracle of known precision: before
+    the links are formed, each unpaired item's key is replaced, with probability ``eps``, by a
+    different key drawn uniformly from the keys present on the other side of the batch, so an
+    unpaired image puts about ``1 - eps`` of its target mass on its own finding set (the
+    measured share is ``target_class_precision``). It answers how precise a propagation must
+    be to pay. The draws come from a generator of the module seeded with ``noise_seed`` (same
+    on every rank, so the gathered batch gets the same targets everywhere); it is not part of
+    a checkpoint, so a resumed run draws afresh.
+
     LGDEA passes ``image_labels`` / ``report_labels`` to a propagation module whose
     ``requires_labels`` is True, and stops when the batch has none.
+
+    Args:
+        label_noise: probability ``eps`` in [0, 1) that an unpaired item's key is replaced by a
+            wrong one (0: the perfect oracle).
+        noise_seed: seed of the generator of those draws.
+        min_mass, row_weight, at_full_pairing: as :class:`EvidencePropagation`.
     """
 
     requires_labels = True
 
-    def __init__(self, min_mass: float = 1e-3, row_weight: str = 'none',
-                 at_full_pairing: str = 'hard', **graph_args):
+    def __init__(self, label_noise: float = 0.0, noise_seed: int = 0, min_mass: float = 1e-3,
+                 row_weight: str = 'none', at_full_pairing: str = 'hard', **graph_args):
         unused = {k: v for k, v in graph_args.items()
                   if (k, v) not in (('steps', 2), ('tau_g', 0.1), ('topk', None))}
         if unused:
             raise ValueError(f'OracleClassPropagation builds no evidence graph; remove '
                              f'{sorted(unused)} from its config.')
+        if not 0 <= label_noise < 1:
+            raise ValueError(f'OracleClassPropagation: label_noise must be in [0, 1), got '
+                             f'{label_noise}.')
         super().__init__(min_mass=min_mass, row_weight=row_weight,
                          at_full_pairing=at_full_pairing)
+        self.label_noise, self.noise_seed = float(label_noise), int(noise_seed)
+        self._noise_generator = None
 
     @torch.no_grad()
     def relations(self, H_I: torch.Tensor, H_R: torch.Tensor, y: torch.Tensor,
@@ -60,17 +80,58 @@ class OracleClassPropagation(EvidencePropagation):
         if image_labels.shape[0] != y.shape[0] or report_labels.shape[0] != y.shape[1]:
             raise ValueError(f'OracleClassPropagation: labels [{image_labels.shape[0]}], '
                              f'[{report_labels.shape[0]}] do not match Y {tuple(y.shape)}.')
-        o = self.oracle_links(image_labels.to(y.device), report_labels.to(y.device),
-                              image_paired, report_paired)
+        image_labels, report_labels = image_labels.to(y.device), report_labels.to(y.device)
+        decided_image, decided_report = image_labels, report_labels
+        if self.label_noise > 0:
+            decided_image = self.corrupt(image_labels, ~image_paired.bool(), report_labels)
+            decided_report = self.corrupt(report_labels, ~report_paired.bool(), image_labels)
+        o = self.oracle_links(image_labels, report_labels, image_paired, report_paired,
+                              decided_image, decided_report)
         return y + o, {}
+
+    @torch.no_grad()
+    def corrupt(self, labels: torch.Tensor, unpaired: torch.Tensor,
+                other_side: torch.Tensor) -> torch.Tensor:
+        """``labels`` [N] with each known key of an ``unpaired`` [N] item replaced, with
+        probability ``label_noise``, by a different key drawn uniformly from the known keys of
+        ``other_side`` (unchanged where no other key is present)."""
+        if self._noise_generator is None:
+            self._noise_generator = torch.Generator().manual_seed(self.noise_seed)
+        candidates = torch.unique(other_side[other_side >= 0]).cpu()
+        flip = torch.rand(labels.shape[0], generator=self._noise_generator) < self.label_noise
+        pick = torch.rand(labels.shape[0], generator=self._noise_generator)
+        out = labels.clone()
+        for n in torch.nonzero(flip & unpaired.cpu() & (labels.cpu() >= 0)).flatten().tolist():
+            wrong = candidates[candidates != labels[n].cpu()]
+            if wrong.numel():
+                out[n] = wrong[int(pick[n] * wrong.numel())].to(labels.device)
+        return out
+
+    def extra_repr(self) -> str:
+        return (f'label_noise={self.label_noise}, noise_seed={self.noise_seed}, '
+                f'min_mass={self.min_mass}, row_weight={self.row_weight!r}, '
+                f'at_full_pairing={self.at_full_pairing!r}')
 
     @staticmethod
     @torch.no_grad()
     def oracle_links(image_labels: torch.Tensor, report_labels: torch.Tensor,
-                     image_paired: torch.Tensor, report_paired: torch.Tensor) -> torch.Tensor:
+                     image_paired: torch.Tensor, report_paired: torch.Tensor,
+                     decided_image: Optional[torch.Tensor] = None,
+                     decided_report: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``O`` [B_I, B_R] float: same known finding set, at least one side unpaired, each
-        non-empty row summing to 1."""
-        same = (image_labels[:, None] == report_labels[None, :]) & (image_labels[:, None] >= 0)
+        non-empty row summing to 1.
+
+        ``decided_image`` / ``decided_report`` (default: the true keys) are the keys the
+        degraded oracle decided for the unpaired items: an unpaired image's row compares its
+        decided key with the reports' true keys, a paired image's row compares its true key
+        with the decided keys of the unpaired reports, so each unpaired item's links carry one
+        decision (precision ``1 - label_noise`` in expectation), not two."""
+        decided_image = image_labels if decided_image is None else decided_image
+        decided_report = report_labels if decided_report is None else decided_report
+        same = torch.where(image_paired.bool()[:, None],
+                           image_labels[:, None] == decided_report[None, :],
+                           decided_image[:, None] == report_labels[None, :])
+        same = same & (image_labels[:, None] >= 0)
         touches_unpaired = ~(image_paired[:, None] & report_paired[None, :])
         o = (same & touches_unpaired).float()
         return o / o.sum(dim=1, keepdim=True).clamp_min(1.0)
