@@ -371,30 +371,3 @@ def test_relation_mean_teacher_builds_relations_from_the_averaged_model(image_em
     assert 'relation_teacher_updates' in model.state_dict()
     with pytest.raises(ValueError, match='relation_ema'):
         _lgdea(relation_ema=1.0)
-
-
-@pytest.mark.parametrize('view_images', ['unpaired', 'all'])
-def test_view_term_contrasts_two_views_of_the_chosen_images(view_images):
-    torch.manual_seed(0)
-    identity = dict(type='BatchStrongAugment', scale=(1.0, 1.0), rotate=0.0, translate=0.0,
-                    contrast=(1.0, 1.0), brightness=0.0, noise=0.0, cutout=0.0)
-    model = _lgdea(view_loss=dict(type='ContrastiveLoss'), view_augment=identity,
-                   view_images=view_images, terms=['rec', 'align', 'v'])
-    images, samples, reports = _batch(n_paired=4, n_unpaired=3)
-    seen = []
-    real = model.view_augment.forward
-    model.view_augment.forward = lambda x: (seen.append(x.shape[0]), real(x))[1]
-    out = _loss(model, images, samples, reports)
-    assert seen == [3 if view_images == 'unpaired' else 7]
-    # identical views of distinct images: each view's nearest other view is its own
-    assert out['view_acc'].item() == 1.0 and torch.isfinite(out['loss_view'])
-    out['loss_view'].backward()
-    assert model.view_proj[0].weight.grad.abs().sum() > 0
-    assert model.image_encoder.backbone.layers[0].ffn.layers[0][0].weight.grad.abs().sum() > 0
-    # the term is switched by the phase table, not by the loss weight
-    model = _lgdea(view_loss=dict(type='ContrastiveLoss'), terms=['rec', 'align'])
-    assert 'loss_view' not in _loss(model, images, samples, reports)
-    model.set_phase(['rec', 'align', 'v'], propagate=False)
-    assert 'loss_view' in _loss(model, images, samples, reports)
-    with pytest.raises(ValueError, match="term 'v' needs `view_loss`"):
-        _lgdea(terms=['rec', 'align', 'v'])

@@ -12,10 +12,9 @@ from .base import BaseVLPModel
 from .clip import _tokenizer_of, build_projection
 from .losses import lesion_diagnostics
 from .utils.finding_labels import gathered_finding_keys
-from lgdea.utils.dist import gather_features, get_world_size
-from .utils.pairing import gather_pair_batch, paired_flags
+from .utils.pairing import gather_pair_batch
 
-TERMS = ('rec', 'p', 'u', 'align', 'g', 'v')
+TERMS = ('rec', 'p', 'u', 'align', 'g')
 
 
 @MODELS.register_module()
@@ -52,7 +51,7 @@ class LGDEA(BaseVLPModel):
             embeddings, directions summed), or None (no global heads; term ``g`` unavailable).
         global_tau: temperature ``tau_1`` of ``L_g`` (0.07, fixed).
         terms: the active terms of the single-phase default, a subset of
-            ``('rec', 'p', 'u', 'align', 'g', 'v')``.
+            ``('rec', 'p', 'u', 'align', 'g')``.
         propagate: propagate ``P`` (Eq. 17) in the single-phase default; False gives
             ``P = Y``.
         embed_dims: ``d``, the evidence space (256).
@@ -71,17 +70,6 @@ class LGDEA(BaseVLPModel):
         grounding_tau: temperature of the phrase-lesion softmax (default the head's ``tau_p``).
         gather: gather the batch across ranks for ``L_align`` / ``L_g`` and the lesion
             neighbours of ``L_u`` (True).
-        view_loss: ``L_view`` config (``ContrastiveLoss``), or None (term ``v`` unavailable): a
-            departure (docs/lgdea_departures.md) that trains the image encoder on images
-            without a partner: ``u = norm(W_v I^g(x))`` of the loaded image and ``u' =
-            norm(W_v I^g(aug(x)))`` of a second view (``view_augment``), ``L_view`` = Eq. 1
-            on ``s u u'^T`` with the identity as targets (each image's positive is its own
-            other view), ``s = 1 / view_tau``; ``W_v`` an MLP head of its own.
-        view_tau: temperature of ``L_view`` (0.1, fixed).
-        view_augment: config of the second view's batch augmentation
-            (``BatchStrongAugment``).
-        view_images: the images ``L_view`` uses: ``'unpaired'`` (the unpaired pool, default)
-            or ``'all'``.
         relation_ema: momentum ``m`` of a mean teacher for the propagation (a departure,
             docs/lgdea_departures.md): an exponential moving average ``theta' <- m theta' +
             (1 - m) theta`` of the modules that compute ``H_I`` and ``H_R``, updated at every
@@ -114,10 +102,6 @@ class LGDEA(BaseVLPModel):
                  grounding: str = 'lesion',
                  grounding_tau: Optional[float] = None,
                  gather: bool = True,
-                 view_loss: Optional[dict] = None,
-                 view_tau: float = 0.1,
-                 view_augment: Optional[dict] = None,
-                 view_images: str = 'unpaired',
                  relation_ema: Optional[float] = None,
                  tokenizer: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
@@ -129,7 +113,6 @@ class LGDEA(BaseVLPModel):
         _check('report_repr', report_repr, ('evidence', 'global'))
         _check('image_embed', image_embed, ('H_I', 'cls'))
         _check('grounding', grounding, ('lesion', 'patch'))
-        _check('view_images', view_images, ('unpaired', 'all'))
         self.image_encoder = MODELS.build(image_encoder)
         self.text_encoder = MODELS.build(text_encoder)
         self.text_proj = build_projection(self.text_encoder.embed_dims, embed_dims,
@@ -150,16 +133,6 @@ class LGDEA(BaseVLPModel):
             self.global_text_proj = nn.Linear(self.text_encoder.embed_dims, embed_dims)
             self.register_buffer('global_logit_scale', torch.tensor(math.log(1.0 / global_tau)),
                                  persistent=False)
-        self.view_loss = None
-        if view_loss is not None:
-            if view_tau <= 0:
-                raise ValueError(f'LGDEA.view_tau must be > 0, got {view_tau}.')
-            self.view_loss = MODELS.build(view_loss)
-            self.view_proj = build_projection(self.image_encoder.embed_dims, embed_dims, 'mlp')
-            self.view_augment = MODELS.build(view_augment or dict(type='BatchStrongAugment'))
-            self.register_buffer('view_logit_scale', torch.tensor(math.log(1.0 / view_tau)),
-                                 persistent=False)
-        self.view_images = view_images
         self.embed_dims = embed_dims
         self.max_phrases = max_phrases
         self.max_phrase_length = max_phrase_length
@@ -312,8 +285,6 @@ class LGDEA(BaseVLPModel):
             if labels is not None:                        # measurement only, no gradient
                 out.update(self.propagation.class_target_precision(
                     targets['targets_i2t'], targets['mask_i'], batch.image_paired, *labels))
-        if 'v' in terms:
-            out.update(self.view_consistency(images, feats, data_samples))
         if 'g' in terms:
             g = self.global_loss(batch.images['g'], batch.reports['g'], self.global_logit_scale,
                                  batch.targets)
@@ -327,29 +298,6 @@ class LGDEA(BaseVLPModel):
         if self.image_embed == 'cls':
             return F.normalize(self.global_image_proj(feats['global']), dim=-1)
         return lesion['H_I']
-
-    def view_consistency(self, images: torch.Tensor, feats: Dict[str, torch.Tensor],
-                         data_samples) -> Dict[str, torch.Tensor]:
-        """``loss_view`` (``L_view``, see the class docstring) on the ``view_images`` of the
-        batch, gathered across ranks with ``gather``; ``view_acc``: share of views whose most
-        similar other view is their own image's (chance ``1 / N``)."""
-        chosen = torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
-        if self.view_images == 'unpaired':
-            chosen = ~paired_flags(data_samples, images.device)
-        idx = chosen.nonzero().flatten()
-        gathered = self.gather and get_world_size() > 1
-        if not gathered and idx.numel() < 2:   # no negative: nothing to contrast in this batch
-            zero = self.view_proj(feats['global']).sum() * 0.0
-            return dict(loss_view=zero, view_acc=zero.detach())
-        u = F.normalize(self.view_proj(feats['global'][idx]), dim=-1)         # [N, d]
-        u2 = F.normalize(self.view_proj(
-            self.image_encoder(self.view_augment(images[idx]))['global']), dim=-1)
-        if gathered:
-            scale = float(get_world_size())
-            u, u2 = gather_features(u, grad_scale=scale), gather_features(u2, grad_scale=scale)
-        res = self.view_loss(u, u2, self.view_logit_scale,
-                             torch.eye(u.shape[0], device=u.device))
-        return dict(loss_view=res['loss'], view_acc=res['acc_i2t'])
 
     # ---------------------------------------------------------- mean teacher
     def _teacher_names(self) -> List[str]:
@@ -449,9 +397,6 @@ class LGDEA(BaseVLPModel):
         unknown = sorted(set(terms) - set(TERMS))
         if unknown:
             raise ValueError(f'LGDEA: unknown terms {unknown}; choose from {TERMS}.')
-        if 'v' in terms and self.view_loss is None:
-            raise ValueError("LGDEA: term 'v' needs `view_loss` (e.g. "
-                             "view_loss=dict(type='ContrastiveLoss', loss_weight=1.0)).")
         if 'g' in terms and self.global_loss is None:
             raise ValueError("LGDEA: term 'g' needs `global_loss` (e.g. "
                              "global_loss=dict(type='ContrastiveLoss', loss_weight=0.5)).")

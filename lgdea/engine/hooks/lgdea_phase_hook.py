@@ -26,7 +26,7 @@ class LGDEAPhaseHook(Hook):
 
     Args:
         phases: list of dicts with ``epochs`` (or ``iters`` when ``by_epoch=False``),
-            ``terms`` (subset of rec, p, u, align, g, v), ``propagation`` (bool), and optional
+            ``terms`` (subset of rec, p, u, align, g), ``propagation`` (bool), and optional
             ``lr`` and ``batch_size`` (global); or the name of a top-level config variable
             holding that list (e.g. ``'lgdea_phases'``), read from the runner's config, so
             that a child config (an ablation) can derive its table from its base's in one
