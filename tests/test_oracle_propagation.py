@@ -63,6 +63,9 @@ def test_lgdea_with_oracle_reads_labels_and_needs_them():
     assert out['propagated'].item() == 1.0
     # oracle targets are class-perfect for the unpaired images
     assert out['target_class_precision'].item() == pytest.approx(1.0)
+    # and so are the unpaired reports' targets over images, next to their chance
+    assert out['report_target_class_precision'].item() == pytest.approx(1.0)
+    assert 0 < out['report_target_class_chance'].item() < 1
     assert torch.isfinite(out['loss_align'])
 
 
@@ -116,6 +119,32 @@ def test_pseudo_label_links_keep_confident_unpaired_images_only():
     assert torch.equal(prop(h_i, h_r, y, paired, rep_paired, propagate=False)['P'], y)
 
 
+
+def test_report_evidence_links_join_unpaired_reports_to_the_paired_image_of_their_evidence():
+    from lgdea.models.heads import PseudoLabelPropagation
+    e = torch.eye(3)
+    # reports: 0 paired (set a), 1 paired (set b), 2 unpaired (set a), 3 unpaired (set c)
+    h_r = torch.stack([e[0], e[1], e[0], e[2]])
+    h_i = torch.nn.functional.normalize(torch.randn(3, 3, generator=torch.Generator()
+                                                    .manual_seed(0)), dim=-1)
+    img_paired = torch.tensor([True, True, False])
+    rep_paired = torch.tensor([True, True, False, False])
+    y = torch.zeros(3, 4)
+    y[0, 0] = y[1, 1] = 1.0
+    prop = PseudoLabelPropagation(threshold=1.0, report_links=True)   # no image pseudo-link
+    assert torch.equal(prop.evidence_links(h_r, y, rep_paired),
+                       torch.tensor([[0.0, 0, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]]))
+    out = prop(h_i, h_r, y, img_paired, rep_paired)
+    # report 2 now has a target (image 0); report 3 (no paired study with its evidence) has none
+    assert out['mask_t'].tolist() == [True, True, True, False]
+    assert torch.allclose(out['targets_t2i'][2], torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.allclose(out['targets_i2t'][0], torch.tensor([0.5, 0.0, 0.5, 0.0]))
+    assert out['diagnostics']['report_linked_frac'].item() == pytest.approx(0.5)
+    plain = PseudoLabelPropagation(threshold=1.0)(h_i, h_r, y, img_paired, rep_paired)
+    assert plain['mask_t'].tolist() == [True, True, False, False]
+    assert 'report_linked_frac' not in plain['diagnostics']
+
+
 def test_degraded_oracle_has_the_precision_it_is_asked_for():
     torch.manual_seed(0)
     n = 400
@@ -144,3 +173,24 @@ def test_degraded_oracle_has_the_precision_it_is_asked_for():
         labels, labels, paired, paired)[:40, :40])
     with pytest.raises(ValueError, match='label_noise'):
         OracleClassPropagation(label_noise=1.0)
+
+
+def test_one_sided_oracle_links():
+    img_labels = torch.tensor([1, 2, 1, 2])
+    rep_labels = torch.tensor([1, 2, 1, 2])
+    img_paired = torch.tensor([True, True, False, False])
+    rep_paired = torch.tensor([True, True, False, False])
+    y = torch.zeros(4, 4)
+    y[0, 0] = y[1, 1] = 1.0
+    full = OracleClassPropagation().relations(None, None, y, img_paired, rep_paired,
+                                              img_labels, rep_labels)[0] - y
+    images = OracleClassPropagation(links='unpaired_images').relations(
+        None, None, y, img_paired, rep_paired, img_labels, rep_labels)[0] - y
+    reports = OracleClassPropagation(links='unpaired_reports').relations(
+        None, None, y, img_paired, rep_paired, img_labels, rep_labels)[0] - y
+    assert torch.equal(images[:2], torch.zeros(2, 4)) and torch.equal(images[2:], full[2:])
+    assert torch.equal(reports[2:], torch.zeros(2, 4))
+    # paired image 0 (set 1) -> unpaired report 2; paired image 1 (set 2) -> unpaired report 3
+    assert torch.equal(reports[:2], torch.tensor([[0.0, 0, 1, 0], [0, 0, 0, 1]]))
+    with pytest.raises(ValueError, match='links'):
+        OracleClassPropagation(links='images')

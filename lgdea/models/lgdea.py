@@ -285,6 +285,10 @@ class LGDEA(BaseVLPModel):
             if labels is not None:                        # measurement only, no gradient
                 out.update(self.propagation.class_target_precision(
                     targets['targets_i2t'], targets['mask_i'], batch.image_paired, *labels))
+                report_side = self.propagation.class_target_precision(
+                    targets['targets_t2i'], targets['mask_t'], batch.report_paired,
+                    labels[1], labels[0])
+                out.update({f'report_{k}': v for k, v in report_side.items()})
         if 'g' in terms:
             g = self.global_loss(batch.images['g'], batch.reports['g'], self.global_logit_scale,
                                  batch.targets)

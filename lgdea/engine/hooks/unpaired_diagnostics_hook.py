@@ -13,7 +13,8 @@ per-run metrics under ``train/...``:
   probability of the partner being in the top K under random tie-breaking. Next to it the
   class-level hit rate: the share of the top-K reports whose finding set equals the image's.
 * **Run summary of the in-batch diagnostics** that the model logs (``target_class_precision``
-  and its chance, ``same_image_nn_frac``, ...): their mean over the iterations in which
+  and its chance; ``report_target_class_precision``, the same for the unpaired reports'
+  targets over images; ``same_image_nn_frac``, ...): their mean over the iterations in which
   propagation ran (``propagated == 1``) or over all iterations.
 """
 import copy
@@ -31,9 +32,11 @@ from lgdea.engine.runner.strategies import gathered_params
 from lgdea.registry import HOOKS
 
 #: In-batch diagnostics summarised over the propagated iterations.
-PROPAGATED_KEYS = ('target_class_precision', 'target_class_chance', 'hidden_pair_acc',
+PROPAGATED_KEYS = ('target_class_precision', 'target_class_chance',
+                   'report_target_class_precision', 'report_target_class_chance',
+                   'hidden_pair_acc',
                    'prop_kept_unpaired_i', 'loss_align', 'pseudo_kept_frac',
-                   'pseudo_confidence')
+                   'pseudo_confidence', 'report_linked_frac')
 #: In-batch diagnostics summarised over every iteration that logs them.
 ALL_KEYS = ('same_image_nn_frac', 'loss_u', 'lesion_cos_within')
 

@@ -40,10 +40,16 @@ class OracleClassPropagation(EvidencePropagation):
     on every rank, so the gathered batch gets the same targets everywhere); it is not part of
     a checkpoint, so a resumed run draws afresh.
 
+    ``links`` restricts the oracle to one side, to tell which side's targets carry its gain:
+    ``'all'`` (default) as above; ``'unpaired_images'``: only the rows of unpaired images (to
+    every report of their set); ``'unpaired_reports'``: only links from paired images to
+    unpaired reports of their set (an unpaired image gets no target).
+
     LGDEA passes ``image_labels`` / ``report_labels`` to a propagation module whose
     ``requires_labels`` is True, and stops when the batch has none.
 
     Args:
+        links: ``'all'``, ``'unpaired_images'`` or ``'unpaired_reports'``.
         label_noise: probability ``eps`` in [0, 1) that an unpaired item's key is replaced by a
             wrong one (0: the perfect oracle).
         noise_seed: seed of the generator of those draws.
@@ -52,8 +58,11 @@ class OracleClassPropagation(EvidencePropagation):
 
     requires_labels = True
 
-    def __init__(self, label_noise: float = 0.0, noise_seed: int = 0, min_mass: float = 1e-3,
-                 row_weight: str = 'none', at_full_pairing: str = 'hard', **graph_args):
+    LINKS = ('all', 'unpaired_images', 'unpaired_reports')
+
+    def __init__(self, label_noise: float = 0.0, noise_seed: int = 0, links: str = 'all',
+                 min_mass: float = 1e-3, row_weight: str = 'none',
+                 at_full_pairing: str = 'hard', **graph_args):
         unused = {k: v for k, v in graph_args.items()
                   if (k, v) not in (('steps', 2), ('tau_g', 0.1), ('topk', None))}
         if unused:
@@ -62,8 +71,12 @@ class OracleClassPropagation(EvidencePropagation):
         if not 0 <= label_noise < 1:
             raise ValueError(f'OracleClassPropagation: label_noise must be in [0, 1), got '
                              f'{label_noise}.')
+        if links not in self.LINKS:
+            raise ValueError(f'OracleClassPropagation: links must be one of {self.LINKS}, got '
+                             f'{links!r}.')
         super().__init__(min_mass=min_mass, row_weight=row_weight,
                          at_full_pairing=at_full_pairing)
+        self.links = links
         self.label_noise, self.noise_seed = float(label_noise), int(noise_seed)
         self._noise_generator = None
 
@@ -87,6 +100,11 @@ class OracleClassPropagation(EvidencePropagation):
             decided_report = self.corrupt(report_labels, ~report_paired.bool(), image_labels)
         o = self.oracle_links(image_labels, report_labels, image_paired, report_paired,
                               decided_image, decided_report)
+        if self.links == 'unpaired_images':
+            o = o * (~image_paired.bool())[:, None].to(o.dtype)
+        elif self.links == 'unpaired_reports':
+            o = o * (image_paired.bool()[:, None] & ~report_paired.bool()[None, :]).to(o.dtype)
+            o = o / o.sum(dim=1, keepdim=True).clamp_min(1e-12)
         return y + o, {}
 
     @torch.no_grad()
@@ -108,7 +126,8 @@ class OracleClassPropagation(EvidencePropagation):
         return out
 
     def extra_repr(self) -> str:
-        return (f'label_noise={self.label_noise}, noise_seed={self.noise_seed}, '
+        return (f'links={self.links!r}, label_noise={self.label_noise}, '
+                f'noise_seed={self.noise_seed}, '
                 f'min_mass={self.min_mass}, row_weight={self.row_weight!r}, '
                 f'at_full_pairing={self.at_full_pairing!r}')
 

@@ -28,15 +28,24 @@ class PseudoLabelPropagation(EvidencePropagation):
     it). Unpaired reports receive their targets through ``P^T`` (the images pseudo-linked to
     them). Paired rows stay ``Y``; ``propagate=False`` gives ``P = Y``.
 
+    ``report_links=True`` adds links from the report side, where evidence is exact: every
+    unpaired report ``j`` in the evidence group of a paired study's report ``k`` (``cos(H_R_k,
+    H_R_j) >= same_evidence``) is linked to that study's image, ``E[i, j] = [Y_ik = 1 and j in
+    group(k)]``, each non-empty row of ``E`` normalised to 1, and ``P = Y + O + E``. It uses
+    only the reports' evidence and the known pairs; ``report_linked_frac`` is the share of
+    unpaired reports that received a link.
+
     Args:
         tau_pl: temperature of the pseudo-label softmax (0.05).
         threshold: minimum group confidence (0.5; 0 keeps every unpaired image).
         same_evidence: cosine above which two reports count as the same evidence (0.999).
+        report_links: add the evidence links ``E`` of the unpaired reports (False).
         min_mass, row_weight, at_full_pairing: as :class:`EvidencePropagation`.
     """
 
     def __init__(self, tau_pl: float = 0.05, threshold: float = 0.5,
-                 same_evidence: float = 0.999, min_mass: float = 1e-3,
+                 same_evidence: float = 0.999, report_links: bool = False,
+                 min_mass: float = 1e-3,
                  row_weight: str = 'none', at_full_pairing: str = 'hard', **graph_args):
         unused = {k: v for k, v in graph_args.items()
                   if (k, v) not in (('steps', 2), ('tau_g', 0.1), ('topk', None))}
@@ -49,6 +58,7 @@ class PseudoLabelPropagation(EvidencePropagation):
         super().__init__(min_mass=min_mass, row_weight=row_weight,
                          at_full_pairing=at_full_pairing)
         self.tau_pl, self.threshold, self.same_evidence = tau_pl, threshold, same_evidence
+        self.report_links = bool(report_links)
 
     @torch.no_grad()
     def relations(self, H_I: torch.Tensor, H_R: torch.Tensor, y: torch.Tensor,
@@ -61,7 +71,24 @@ class PseudoLabelPropagation(EvidencePropagation):
         if bool(unpaired.any()):
             extra = dict(pseudo_kept_frac=kept[unpaired].float().mean(),
                          pseudo_confidence=conf[unpaired].mean())
+        if self.report_links:
+            e = self.evidence_links(H_R, y, report_paired)
+            unpaired_r = ~report_paired.bool()
+            if bool(unpaired_r.any()):
+                extra['report_linked_frac'] = (e.sum(dim=0) > 0)[unpaired_r].float().mean()
+            o = o + e
         return y + o, extra
+
+    @torch.no_grad()
+    def evidence_links(self, H_R: torch.Tensor, y: torch.Tensor,
+                       report_paired: torch.Tensor) -> torch.Tensor:
+        """``E`` [B_I, B_R]: paired image ``i`` -> the unpaired reports in the evidence group of
+        its partner report (``Y`` [B_I, B_R] seed links), rows normalised to 1 (or 0)."""
+        h_r = torch.nn.functional.normalize(H_R.detach().float(), dim=-1)
+        same = ((h_r @ h_r.t()) >= self.same_evidence).float()             # [B_R, B_R]
+        e = (y @ same) * (~report_paired.bool())[None, :].to(y.dtype)
+        e = (e > 0).to(y.dtype)
+        return e / e.sum(dim=1, keepdim=True).clamp_min(1.0)
 
     @torch.no_grad()
     def pseudo_links(self, H_I: torch.Tensor, H_R: torch.Tensor, image_paired: torch.Tensor):
@@ -81,5 +108,6 @@ class PseudoLabelPropagation(EvidencePropagation):
 
     def extra_repr(self) -> str:
         return (f'tau_pl={self.tau_pl}, threshold={self.threshold}, '
-                f'same_evidence={self.same_evidence}, min_mass={self.min_mass}, '
+                f'same_evidence={self.same_evidence}, report_links={self.report_links}, '
+                f'min_mass={self.min_mass}, '
                 f'row_weight={self.row_weight!r}, at_full_pairing={self.at_full_pairing!r}')
