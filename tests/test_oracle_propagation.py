@@ -194,3 +194,21 @@ def test_one_sided_oracle_links():
     assert torch.equal(reports[:2], torch.tensor([[0.0, 0, 1, 0], [0, 0, 0, 1]]))
     with pytest.raises(ValueError, match='links'):
         OracleClassPropagation(links='images')
+
+
+def test_report_links_below_identity_go_to_the_nearest_paired_report_only():
+    from lgdea.models.heads import PseudoLabelPropagation
+    # paired reports 0, 1; unpaired report 2 is near 0 (cos 0.8) and farther from 1 (0.6)
+    h_r = torch.tensor([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.8, 0.0, 0.6]])
+    rep_paired = torch.tensor([True, True, False])
+    y = torch.zeros(2, 3)
+    y[0, 0] = y[1, 1] = 1.0
+    exact = PseudoLabelPropagation(report_links=True).evidence_links(h_r, y, rep_paired)
+    assert torch.equal(exact, torch.zeros(2, 3))                  # no identical evidence
+    near = PseudoLabelPropagation(report_links=True, report_link_cos=0.7)
+    assert torch.equal(near.evidence_links(h_r, y, rep_paired),
+                       torch.tensor([[0.0, 0, 1], [0, 0, 0]]))
+    assert torch.equal(PseudoLabelPropagation(report_links=True, report_link_cos=0.9)
+                       .evidence_links(h_r, y, rep_paired), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match='report_link_cos'):
+        PseudoLabelPropagation(report_link_cos=1.5)

@@ -40,6 +40,12 @@ runs = [
     dict(name='LGDEA-cls-pseudo-b96-replinks',
          config='configs/demo/unpaired/lgdea_p5_cls_pseudo_b96_replinks.py', pairing=5,
          group='LGDEA', label='the b96 variant with report-side evidence links (5%)'),
+    *[dict(name=f'LGDEA-cls-pseudo-b96-replinks{cos}',
+           config='configs/demo/unpaired/lgdea_p5_cls_pseudo_b96_replinks.py', pairing=5,
+           group='LGDEA', cfg_options=[f'model.propagation.report_link_cos={cos}'],
+           label=f'the b96 variant with report links to the nearest paired report, cos >= {cos} '
+                 '(5%)')
+      for cos in (0.9, -1.0)],
     dict(name='LGDEA-cls-pseudo-b96-t0',
          config='configs/demo/unpaired/lgdea_p5_cls_pseudo_b96.py', pairing=5, group='LGDEA',
          cfg_options=['model.propagation.threshold=0.0'],

@@ -28,23 +28,28 @@ class PseudoLabelPropagation(EvidencePropagation):
     it). Unpaired reports receive their targets through ``P^T`` (the images pseudo-linked to
     them). Paired rows stay ``Y``; ``propagate=False`` gives ``P = Y``.
 
-    ``report_links=True`` adds links from the report side, where evidence is exact: every
-    unpaired report ``j`` in the evidence group of a paired study's report ``k`` (``cos(H_R_k,
-    H_R_j) >= same_evidence``) is linked to that study's image, ``E[i, j] = [Y_ik = 1 and j in
-    group(k)]``, each non-empty row of ``E`` normalised to 1, and ``P = Y + O + E``. It uses
-    only the reports' evidence and the known pairs; ``report_linked_frac`` is the share of
-    unpaired reports that received a link.
+    ``report_links=True`` adds links from the report side, where the text is read directly:
+    every unpaired report ``j`` is linked to the image of the paired study whose report is
+    nearest to it, ``k*(j) = argmax_k cos(H_R_k, H_R_j)`` over the paired reports (every ``k``
+    within 1e-4 of the maximum, so identical evidence links to all its copies), when that
+    cosine is at least ``report_link_cos``: ``E[i, j] = [Y_ik = 1 for such k]``, each non-empty
+    row of ``E`` normalised to 1, and ``P = Y + O + E``. The default 0.999 links only reports
+    with the same evidence set; lower values reach reports of the same findings worded,
+    located or graded differently. It uses only the reports and the known pairs;
+    ``report_linked_frac`` is the share of unpaired reports that received a link.
 
     Args:
         tau_pl: temperature of the pseudo-label softmax (0.05).
         threshold: minimum group confidence (0.5; 0 keeps every unpaired image).
         same_evidence: cosine above which two reports count as the same evidence (0.999).
-        report_links: add the evidence links ``E`` of the unpaired reports (False).
+        report_links: add the report links ``E`` of the unpaired reports (False).
+        report_link_cos: minimum cosine of a report link (0.999: the same evidence set).
         min_mass, row_weight, at_full_pairing: as :class:`EvidencePropagation`.
     """
 
     def __init__(self, tau_pl: float = 0.05, threshold: float = 0.5,
                  same_evidence: float = 0.999, report_links: bool = False,
+                 report_link_cos: float = 0.999,
                  min_mass: float = 1e-3,
                  row_weight: str = 'none', at_full_pairing: str = 'hard', **graph_args):
         unused = {k: v for k, v in graph_args.items()
@@ -58,7 +63,10 @@ class PseudoLabelPropagation(EvidencePropagation):
         super().__init__(min_mass=min_mass, row_weight=row_weight,
                          at_full_pairing=at_full_pairing)
         self.tau_pl, self.threshold, self.same_evidence = tau_pl, threshold, same_evidence
-        self.report_links = bool(report_links)
+        if not -1 <= report_link_cos <= 1:
+            raise ValueError(f'PseudoLabelPropagation: report_link_cos must be in [-1, 1], got '
+                             f'{report_link_cos}.')
+        self.report_links, self.report_link_cos = bool(report_links), float(report_link_cos)
 
     @torch.no_grad()
     def relations(self, H_I: torch.Tensor, H_R: torch.Tensor, y: torch.Tensor,
@@ -82,12 +90,16 @@ class PseudoLabelPropagation(EvidencePropagation):
     @torch.no_grad()
     def evidence_links(self, H_R: torch.Tensor, y: torch.Tensor,
                        report_paired: torch.Tensor) -> torch.Tensor:
-        """``E`` [B_I, B_R]: paired image ``i`` -> the unpaired reports in the evidence group of
-        its partner report (``Y`` [B_I, B_R] seed links), rows normalised to 1 (or 0)."""
+        """``E`` [B_I, B_R]: paired image ``i`` -> the unpaired reports whose nearest paired
+        report is its partner (``Y`` [B_I, B_R] seed links), rows normalised to 1 (or 0)."""
         h_r = torch.nn.functional.normalize(H_R.detach().float(), dim=-1)
-        same = ((h_r @ h_r.t()) >= self.same_evidence).float()             # [B_R, B_R]
-        e = (y @ same) * (~report_paired.bool())[None, :].to(y.dtype)
-        e = (e > 0).to(y.dtype)
+        paired_r = report_paired.bool()
+        if not bool(paired_r.any()) or bool(paired_r.all()):
+            return torch.zeros_like(y)
+        cos = (h_r @ h_r.t()).masked_fill(~paired_r[:, None], -2.0)      # [B_R (k), B_R (j)]
+        best = cos.max(dim=0, keepdim=True).values
+        nearest = (cos >= best - 1e-4) & (cos >= self.report_link_cos) & ~paired_r[None, :]
+        e = ((y @ nearest.to(y.dtype)) > 0).to(y.dtype)
         return e / e.sum(dim=1, keepdim=True).clamp_min(1.0)
 
     @torch.no_grad()
@@ -109,5 +121,6 @@ class PseudoLabelPropagation(EvidencePropagation):
     def extra_repr(self) -> str:
         return (f'tau_pl={self.tau_pl}, threshold={self.threshold}, '
                 f'same_evidence={self.same_evidence}, report_links={self.report_links}, '
+                f'report_link_cos={self.report_link_cos}, '
                 f'min_mass={self.min_mass}, '
                 f'row_weight={self.row_weight!r}, at_full_pairing={self.at_full_pairing!r}')
