@@ -115,15 +115,18 @@ class OracleClassPropagation(EvidencePropagation):
         ``other_side`` (unchanged where no other key is present)."""
         if self._noise_generator is None:
             self._noise_generator = torch.Generator().manual_seed(self.noise_seed)
-        candidates = torch.unique(other_side[other_side >= 0]).cpu()
+        candidates = torch.unique(other_side[other_side >= 0])          # sorted [C]
         flip = torch.rand(labels.shape[0], generator=self._noise_generator) < self.label_noise
-        pick = torch.rand(labels.shape[0], generator=self._noise_generator)
-        out = labels.clone()
-        for n in torch.nonzero(flip & unpaired.cpu() & (labels.cpu() >= 0)).flatten().tolist():
-            wrong = candidates[candidates != labels[n].cpu()]
-            if wrong.numel():
-                out[n] = wrong[int(pick[n] * wrong.numel())].to(labels.device)
-        return out
+        pick = torch.rand(labels.shape[0], generator=self._noise_generator).to(labels.device)
+        if candidates.numel() == 0:
+            return labels
+        own = torch.searchsorted(candidates, labels)                   # own key's slot
+        own_present = candidates[own.clamp_max(candidates.numel() - 1)] == labels
+        n_wrong = candidates.numel() - own_present.long()              # keys other than own
+        k = (pick * n_wrong).long()
+        k = k + (own_present & (k >= own)).long()                      # skip the own key
+        change = (flip.to(labels.device) & unpaired.bool() & (labels >= 0) & (n_wrong > 0))
+        return torch.where(change, candidates[k.clamp_max(candidates.numel() - 1)], labels)
 
     def extra_repr(self) -> str:
         return (f'links={self.links!r}, label_noise={self.label_noise}, '
