@@ -46,6 +46,10 @@ runs = [
            label=f'the b96 variant with report links to the nearest paired report, cos >= {cos} '
                  '(5%)')
       for cos in (0.9, -1.0)],
+    dict(name='LGDEA-cls-pseudo-b96-replinks-ema',
+         config='configs/demo/unpaired/lgdea_p5_cls_pseudo_b96_replinks_ema.py', pairing=5,
+         group='LGDEA',
+         label='the b96 variant with report links (cos >= -1) and mean-teacher relations (5%)'),
     dict(name='LGDEA-cls-pseudo-b96-t0',
          config='configs/demo/unpaired/lgdea_p5_cls_pseudo_b96.py', pairing=5, group='LGDEA',
          cfg_options=['model.propagation.threshold=0.0'],
@@ -83,6 +87,12 @@ comparisons = [
     dict(a='LGDEA-cls-b96_p5', b='LGDEA-cls-paired-only_p5', metrics=['zero_shot', 'P@1']),
     dict(a='LGDEA-cls-paired-only_p5', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
     dict(a='LGDEA-cls-pseudo-b96-replinks_p5', b='LGDEA-cls-pseudo-b96_p5',
+         metrics=['zero_shot', 'P@1']),
+    dict(a='LGDEA-cls-pseudo-b96-replinks-1.0_p5', b='CLIP-evidence_p5',
+         metrics=['zero_shot', 'P@1']),
+    dict(a='LGDEA-cls-pseudo-b96-replinks-ema_p5', b='CLIP-evidence_p5',
+         metrics=['zero_shot', 'P@1']),
+    dict(a='LGDEA-cls-pseudo-b96-replinks-ema_p5', b='LGDEA-cls-pseudo-b96-replinks-1.0_p5',
          metrics=['zero_shot', 'P@1']),
     dict(a='LGDEA-oracle-b96_p5', b='CLIP-evidence_p5', metrics=['zero_shot', 'P@1']),
     dict(a='LGDEA-oracle-b96_p5', b='LGDEA-cls-b96_p5', metrics=['zero_shot', 'P@1']),
